@@ -1,0 +1,94 @@
+"""Operator settings, read once from the environment at startup.
+
+OVH credentials use python-ovh's usual names (``OVH_*``); the operator's own knobs are prefixed
+``OVH_S3_OPERATOR_``. The README's configuration reference lists every variable.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_REGIONS = (
+    "gra", "sbg", "rbx", "bhs", "de", "uk", "waw", "ca-east-tor", "eu-west-par", "eu-south-mil",
+    "ap-southeast-sgp", "ap-southeast-syd", "ap-south-mum", "us-east-va", "us-west-or",
+)
+
+
+def _ovh(name: str) -> AliasChoices:
+    return AliasChoices(f"OVH_{name}")
+
+
+class Settings(BaseSettings):
+    """Everything the operator reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="OVH_S3_OPERATOR_", extra="ignore", frozen=True)
+
+    # --- OVH API access (python-ovh names) ---------------------------------------------------
+    ovh_endpoint: str = Field("ovh-eu", validation_alias=_ovh("ENDPOINT"))
+    ovh_application_key: str | None = Field(None, validation_alias=_ovh("APPLICATION_KEY"))
+    ovh_application_secret: SecretStr | None = Field(None, validation_alias=_ovh("APPLICATION_SECRET"))
+    ovh_consumer_key: SecretStr | None = Field(None, validation_alias=_ovh("CONSUMER_KEY"))
+    ovh_client_id: str | None = Field(None, validation_alias=_ovh("CLIENT_ID"))
+    ovh_client_secret: SecretStr | None = Field(None, validation_alias=_ovh("CLIENT_SECRET"))
+    ovh_service_name: str | None = Field(None, validation_alias=_ovh("SERVICE_NAME"))
+
+    # --- OVH client behaviour ------------------------------------------------------------------
+    ovh_requests_per_second: float = Field(5.0, gt=0)
+    """Client-side rate limit shared by all resources."""
+    ovh_max_attempts: int = Field(5, ge=1)
+    """Attempts per OVH call for retryable failures (429, 5xx, network) before giving up."""
+    ovh_request_timeout: float = Field(30.0, gt=0)
+    """Seconds to wait for one OVH HTTP answer."""
+    ovh_backoff_base: float = Field(0.5, gt=0)
+    ovh_backoff_max: float = Field(30.0, gt=0)
+    workers: int = Field(8, ge=1)
+    """Threads for blocking OVH and Kubernetes calls."""
+
+    # --- reconciliation ------------------------------------------------------------------------
+    user_ready_timeout: float = Field(600.0, gt=0)
+    """How long a new OVH user may stay in 'creating' before the resource reports it."""
+    user_poll_interval: float = Field(2.0, gt=0)
+    user_wait_per_attempt: float = Field(30.0, gt=0)
+    """How long one reconcile waits for creating→ok (or deleting→gone) before yielding and retrying."""
+    ovh_consistency_delay: float = Field(30.0, ge=0)
+    """How long a just-created OVH user may be invisible to reads before the operator concludes it is gone."""
+    retry_delay: float = Field(10.0, gt=0)
+    """Delay before retrying after a transient failure (OVH down, Kubernetes API errors)."""
+    conflict_retry_delay: float = Field(60.0, gt=0)
+    """Delay before retrying when something outside the resource blocks it (e.g. a foreign Secret)."""
+    permanent_retry_delay: float = Field(900.0, gt=0)
+    """Delay before retrying after a failure that needs a human (credentials rejected, OVH 400)."""
+    drift_interval: float = Field(600.0, ge=0)
+    """Seconds between drift checks against OVH per resource (0 disables the timer)."""
+    default_region: str = "gra"
+    regions: Annotated[tuple[str, ...], NoDecode] = DEFAULT_REGIONS
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _split_regions(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def ovh_auth_mode(self) -> str | None:
+        """``"application"``, ``"oauth2"`` or ``None`` when no credentials are configured."""
+        if self.ovh_application_key and self.ovh_application_secret and self.ovh_consumer_key:
+            return "application"
+        if self.ovh_client_id and self.ovh_client_secret:
+            return "oauth2"
+        return None
+
+    def missing_ovh_credentials(self) -> list[str]:
+        """Names of the variables to set when no complete set of OVH credentials is configured."""
+        if self.ovh_auth_mode is not None:
+            return []
+        if self.ovh_client_id or self.ovh_client_secret:
+            return [name for name, value in (("OVH_CLIENT_ID", self.ovh_client_id),
+                                              ("OVH_CLIENT_SECRET", self.ovh_client_secret)) if not value]
+        return [name for name, value in (("OVH_APPLICATION_KEY", self.ovh_application_key),
+                                          ("OVH_APPLICATION_SECRET", self.ovh_application_secret),
+                                          ("OVH_CONSUMER_KEY", self.ovh_consumer_key)) if not value]

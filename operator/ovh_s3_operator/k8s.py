@@ -1,0 +1,95 @@
+"""The Kubernetes calls the operator makes itself (Secrets and status), on the official client.
+
+kopf watches and patches through its own client; writes that must land *before* the next step
+(an OVH user id right after creating the user, the Secret) go through here, in the executor.
+Errors never carry response bodies: a Secret's body holds credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar, cast
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from .errors import KubernetesAPIError
+from .model import GROUP, PLURAL, VERSION, Resource
+
+T = TypeVar("T")
+
+
+class AlreadyExists(Exception):
+    """The object to create exists already (HTTP 409)."""
+
+
+class Gone(Exception):
+    """The object does not exist (HTTP 404)."""
+
+
+def new_api_client() -> kubernetes.client.ApiClient:
+    """In-cluster service account when running in a pod, else ``$KUBECONFIG`` / ``~/.kube/config``."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        configuration = kubernetes.client.Configuration()
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+        return kubernetes.client.ApiClient(configuration)
+    return kubernetes.config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
+
+
+class KubeClient:
+    def __init__(self, api_client: kubernetes.client.ApiClient, executor: Executor) -> None:
+        self._api_client = api_client
+        self._core = kubernetes.client.CoreV1Api(api_client)
+        self._custom = kubernetes.client.CustomObjectsApi(api_client)
+        self._executor = executor
+
+    async def _run(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        call = functools.partial(fn, *args, **kwargs)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except ApiException as exc:
+            if exc.status == 409 and what.startswith("create"):
+                raise AlreadyExists(what) from None
+            if exc.status == 404:
+                raise Gone(what) from None
+            raise KubernetesAPIError(
+                f"The Kubernetes API answered {exc.status} {exc.reason or ''} to {what}; retrying".replace(" ;", ";")
+            ) from None
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        plain: dict[str, Any] = self._api_client.sanitize_for_serialization(obj)
+        return plain
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._plain(await self._run(f"read Secret {namespace}/{name}",
+                                               self._core.read_namespaced_secret, name, namespace))
+        except Gone:
+            return None
+
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        return self._plain(await self._run(f"create Secret {namespace}/{name}",
+                                           self._core.create_namespaced_secret, namespace, body))
+
+    async def patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return self._plain(await self._run(f"patch Secret {namespace}/{name}",
+                                           self._core.patch_namespaced_secret, name, namespace, patch))
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(Gone):
+            await self._run(f"delete Secret {namespace}/{name}", self._core.delete_namespaced_secret, name, namespace)
+
+    async def patch_status(self, resource: Resource, status: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch ``.status`` of the custom resource (None values remove fields)."""
+        patched = await self._run(
+            f"patch status of {resource.key}",
+            self._custom.patch_namespaced_custom_object_status,
+            GROUP, VERSION, resource.namespace, PLURAL, resource.name, {"status": status},
+        )
+        return dict(cast(dict[str, Any], patched))

@@ -1,0 +1,398 @@
+"""The OVH port: typed, async methods over python-ovh with retries and one shared rate limiter.
+
+python-ovh signs and sends requests but is blocking and never retries. Here every call:
+
+* waits for the shared client-side rate limiter (``OVH_S3_OPERATOR_OVH_REQUESTS_PER_SECOND``);
+* runs in the bounded executor, so the event loop never blocks;
+* is retried with exponential backoff and jitter on 429 (honouring ``Retry-After``), 5xx, network
+  errors and non-JSON answers — except for calls that create something, which are retried only when
+  OVH provably did nothing (429, connection refused), so a lost answer never creates a duplicate;
+* ends in one of the typed errors of :mod:`.errors`, never a raw python-ovh exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import ovh
+import ovh.exceptions as ovh_errors
+import requests
+from aiolimiter import AsyncLimiter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from .config import Settings
+from .errors import (
+    OVHConflict,
+    OVHCredentialsMissing,
+    OVHCredentialsRejected,
+    OVHRejected,
+    OVHUnavailable,
+    UserNotReady,
+)
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_CAP = 120.0
+
+
+@dataclass(frozen=True)
+class OVHUser:
+    id: int
+    username: str
+    status: str
+    description: str
+    roles: tuple[str, ...]
+    creation_date: str | None = None
+
+    @classmethod
+    def from_api(cls, raw: dict[str, Any]) -> OVHUser:
+        roles = tuple(r["name"] if isinstance(r, dict) else str(r) for r in raw.get("roles") or ())
+        return cls(
+            id=int(raw["id"]),
+            username=str(raw.get("username", "")),
+            status=str(raw.get("status", "")),
+            description=str(raw.get("description") or ""),
+            roles=roles,
+            creation_date=raw.get("creationDate"),
+        )
+
+
+@dataclass(frozen=True)
+class S3Credential:
+    access: str
+    secret: str = field(repr=False)
+
+
+class NotFound(Exception):
+    """OVH answered 404 (internal signal; callers decide what absence means)."""
+
+
+def _status_code(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _provably_not_sent(exc: BaseException) -> bool:
+    """True for network failures where the request cannot have reached OVH."""
+    cause = exc.args[1] if isinstance(exc, ovh_errors.HTTPError) and len(exc.args) > 1 else None
+    return isinstance(cause, requests.exceptions.ConnectTimeout) or (
+        isinstance(cause, requests.exceptions.ConnectionError)
+        and "NewConnectionError" in repr(cause)
+    )
+
+
+def is_retryable(exc: BaseException, *, idempotent: bool) -> bool:
+    """Whether repeating the call is both useful and safe."""
+    status = _status_code(exc)
+    if status == 429:
+        return True
+    if not idempotent:
+        return _provably_not_sent(exc)
+    if isinstance(exc, ovh_errors.HTTPError | ovh_errors.InvalidResponse | ovh_errors.NetworkError):
+        return True
+    return type(exc) is ovh_errors.APIError and status is not None and status >= 500
+
+
+def retry_after(exc: BaseException | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), if OVH sent one."""
+    response = getattr(exc, "response", None)
+    value = response.headers.get("Retry-After") if response is not None else None
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
+
+
+class _Wait:
+    """Retry-After when OVH says how long, else exponential backoff with full jitter."""
+
+    def __init__(self, base: float, maximum: float) -> None:
+        self._backoff = wait_random_exponential(multiplier=base, max=maximum)
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        hinted = retry_after(exc)
+        return hinted if hinted is not None else float(self._backoff(state))
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A short, secret-free description of a python-ovh failure."""
+    status = _status_code(exc)
+    if isinstance(exc, ovh_errors.HTTPError):
+        cause = exc.args[1] if len(exc.args) > 1 else exc
+        return f"network error ({type(cause).__name__})"
+    if isinstance(exc, ovh_errors.InvalidResponse):
+        return f"an answer that is not JSON (HTTP {status})" if status else "an answer that is not JSON"
+    if status == 429:
+        return "HTTP 429 Too Many Requests"
+    return f"HTTP {status}" if status else type(exc).__name__
+
+
+def _ovh_message(exc: BaseException) -> str:
+    return str(exc.args[0]) if exc.args and exc.args[0] else type(exc).__name__
+
+
+def _register_endpoint(endpoint: str) -> str:
+    """python-ovh only accepts endpoint names; a URL (sandbox, proxy) is registered as its own name."""
+    if endpoint.startswith(("http://", "https://")):
+        ovh.client.ENDPOINTS.setdefault(endpoint, endpoint.rstrip("/"))
+    elif endpoint not in ovh.client.ENDPOINTS:
+        raise OVHCredentialsMissing(
+            f"OVH_ENDPOINT {endpoint!r} is neither a URL nor one of {', '.join(sorted(ovh.client.ENDPOINTS))}"
+        )
+    return endpoint
+
+
+def build_client(settings: Settings) -> ovh.Client:
+    missing = settings.missing_ovh_credentials()
+    if missing:
+        raise OVHCredentialsMissing(
+            f"The operator has no OVH credentials: set {', '.join(missing)} in its environment "
+            "(or OVH_CLIENT_ID and OVH_CLIENT_SECRET for OAuth2)"
+        )
+    endpoint = _register_endpoint(settings.ovh_endpoint)
+    timeout = settings.ovh_request_timeout
+    try:
+        if settings.ovh_auth_mode == "oauth2":
+            assert settings.ovh_client_secret is not None
+            return ovh.Client(endpoint=endpoint, client_id=settings.ovh_client_id,
+                              client_secret=settings.ovh_client_secret.get_secret_value(), timeout=timeout)
+        assert settings.ovh_application_secret is not None and settings.ovh_consumer_key is not None
+        return ovh.Client(
+            endpoint=endpoint,
+            application_key=settings.ovh_application_key,
+            application_secret=settings.ovh_application_secret.get_secret_value(),
+            consumer_key=settings.ovh_consumer_key.get_secret_value(),
+            timeout=timeout,
+        )
+    except ovh_errors.InvalidConfiguration as exc:
+        raise OVHCredentialsMissing(f"Invalid OVH credentials configuration: {_ovh_message(exc)}") from None
+
+
+class OVHClient:
+    """One shared client for the whole operator."""
+
+    def __init__(self, settings: Settings, executor: Executor) -> None:
+        self._settings = settings
+        self._executor = executor
+        self._client: ovh.Client | None = None
+        self._config_error: OVHCredentialsMissing | None = None
+        try:
+            self._client = build_client(settings)
+        except OVHCredentialsMissing as exc:
+            self._config_error = exc
+        rate = settings.ovh_requests_per_second
+        self._limiter = AsyncLimiter(max_rate=max(1.0, rate), time_period=max(1.0, rate) / rate)
+        self._service_name: str | None = settings.ovh_service_name
+        self._service_lock = asyncio.Lock()
+        self._roles: frozenset[str] | None = None
+
+    @property
+    def configuration_error(self) -> OVHCredentialsMissing | None:
+        return self._config_error
+
+    # --- transport -----------------------------------------------------------------------------
+
+    async def _send(self, method: str, path: str, data: Any = None) -> Any:
+        assert self._client is not None
+        call: Callable[[], Any] = functools.partial(self._client.call, method, path, data, True)
+        await self._limiter.acquire()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def call(self, method: str, path: str, data: Any = None, *, idempotent: bool = True) -> Any:
+        """One OVH API call with retries; raises :class:`NotFound` on 404 and typed errors otherwise."""
+        if self._config_error is not None:
+            raise self._config_error
+        settings = self._settings
+
+        def log_retry(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            assert exc is not None and state.next_action is not None
+            logger.warning("OVH %s %s failed with %s; retrying in %.1fs (attempt %d of %d)",
+                           method, path, describe_failure(exc), state.next_action.sleep,
+                           state.attempt_number + 1, settings.ovh_max_attempts)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(settings.ovh_max_attempts),
+            wait=_Wait(settings.ovh_backoff_base, settings.ovh_backoff_max),
+            retry=retry_if_exception(functools.partial(is_retryable, idempotent=idempotent)),
+            before_sleep=log_retry,
+            reraise=True,
+        )
+        try:
+            return await retrying(self._send, method, path, data)
+        except ovh_errors.ResourceNotFoundError:
+            raise NotFound(path) from None
+        except ovh_errors.APIError as exc:
+            raise self._translate(exc, method, path) from None
+
+    def _translate(self, exc: ovh_errors.APIError, method: str, path: str) -> Exception:
+        what = f"{method} {path}"
+        if isinstance(exc, ovh_errors.InvalidKey):
+            return OVHCredentialsRejected(
+                f"OVH rejected the application key ({_ovh_message(exc)}); check OVH_APPLICATION_KEY"
+            )
+        if isinstance(exc, ovh_errors.InvalidCredential | ovh_errors.NotCredential):
+            return OVHCredentialsRejected(
+                f"OVH rejected the consumer key ({_ovh_message(exc)}); check OVH_CONSUMER_KEY or create a new one"
+            )
+        if isinstance(exc, ovh_errors.NotGrantedCall | ovh_errors.Forbidden):
+            return OVHCredentialsRejected(
+                f"The OVH credentials may not call {what} ({_ovh_message(exc)}); "
+                "grant the consumer key GET/POST/DELETE on /cloud/project/*"
+            )
+        if isinstance(exc, ovh_errors.BadParametersError):
+            message = _ovh_message(exc)
+            if "signature" in message.lower() or "timestamp" in message.lower():
+                return OVHCredentialsRejected(
+                    f"OVH rejected the request signature ({message}); check OVH_APPLICATION_SECRET"
+                )
+            return OVHRejected(f"OVH refused {what}: {message}")
+        if isinstance(exc, ovh_errors.ResourceConflictError):
+            return OVHConflict(f"OVH answered 409 to {what}: {_ovh_message(exc)}")
+        attempts = self._settings.ovh_max_attempts if is_retryable(exc, idempotent=True) else 1
+        return OVHUnavailable(
+            f"OVH answered {what} with {describe_failure(exc)}"
+            + (f" {attempts} times" if attempts > 1 else "")
+            + "; the operator keeps retrying"
+        )
+
+    # --- project -------------------------------------------------------------------------------
+
+    async def list_projects(self) -> list[str]:
+        return [str(p) for p in await self.call("GET", "/cloud/project")]
+
+    async def service_name(self) -> str:
+        """``OVH_SERVICE_NAME``, or the only project of the account."""
+        if self._service_name:
+            return self._service_name
+        async with self._service_lock:
+            if not self._service_name:
+                projects = await self.list_projects()
+                if len(projects) != 1:
+                    raise OVHRejected(
+                        f"OVH_SERVICE_NAME is not set and the OVH account has {len(projects)} cloud projects"
+                        + (f" ({', '.join(projects)})" if projects else "")
+                        + "; set OVH_SERVICE_NAME to the project id to use"
+                    )
+                self._service_name = projects[0]
+            return self._service_name
+
+    async def _project_path(self, suffix: str = "") -> str:
+        return f"/cloud/project/{await self.service_name()}{suffix}"
+
+    async def list_roles(self) -> frozenset[str]:
+        """Role names the project offers (cached: they do not change at runtime)."""
+        if self._roles is None:
+            raw = await self.call("GET", await self._project_path("/role"))
+            roles = raw.get("roles", []) if isinstance(raw, dict) else raw
+            self._roles = frozenset(r["name"] if isinstance(r, dict) else str(r) for r in roles)
+        return self._roles
+
+    # --- users ---------------------------------------------------------------------------------
+
+    async def list_users(self) -> list[OVHUser]:
+        return [OVHUser.from_api(u) for u in await self.call("GET", await self._project_path("/user"))]
+
+    async def get_user(self, user_id: int) -> OVHUser | None:
+        try:
+            return OVHUser.from_api(await self.call("GET", await self._project_path(f"/user/{user_id}")))
+        except NotFound:
+            return None
+
+    async def create_user(self, description: str, roles: tuple[str, ...]) -> OVHUser:
+        """Create a user (answer's password is dropped); it starts in status ``creating``."""
+        raw = await self.call("POST", await self._project_path("/user"),
+                              {"description": description, "roles": list(roles)}, idempotent=False)
+        return OVHUser.from_api(raw)
+
+    async def delete_user(self, user_id: int) -> bool:
+        """Ask OVH to delete a user (asynchronous on OVH's side). False if it was already gone."""
+        try:
+            await self.call("DELETE", await self._project_path(f"/user/{user_id}"))
+        except NotFound:
+            return False
+        return True
+
+    async def wait_user_ready(self, user_id: int, timeout: float) -> OVHUser | None:
+        """Poll until the user is ``ok`` (returned), gone (None) or ``timeout`` passes (UserNotReady)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            user = await self.get_user(user_id)
+            if user is None or user.status == "ok":
+                return user
+            if time.monotonic() >= deadline:
+                raise UserNotReady(f"OVH user {user_id} is still {user.status!r}; waiting for it to be ok")
+            await asyncio.sleep(self._settings.user_poll_interval)
+
+    async def wait_user_gone(self, user_id: int, timeout: float) -> bool:
+        """Poll until OVH answers 404 for the user; False if it still exists after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while await self.get_user(user_id) is not None:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(self._settings.user_poll_interval)
+        return True
+
+    # --- S3 credentials ------------------------------------------------------------------------
+
+    async def list_s3_credentials(self, user_id: int) -> list[str]:
+        """Access key ids of the user (OVH no longer returns their secrets here)."""
+        raw = await self.call("GET", await self._project_path(f"/user/{user_id}/s3Credentials"))
+        return [str(c["access"]) for c in raw]
+
+    async def create_s3_credentials(self, user_id: int) -> S3Credential:
+        raw = await self.call("POST", await self._project_path(f"/user/{user_id}/s3Credentials"),
+                              idempotent=False)
+        return S3Credential(access=str(raw["access"]), secret=str(raw["secret"]))
+
+    async def get_s3_secret(self, user_id: int, access: str) -> str:
+        path = await self._project_path(f"/user/{user_id}/s3Credentials/{access}/secret")
+        return str((await self.call("POST", path))["secret"])
+
+    async def delete_s3_credentials(self, user_id: int, access: str) -> None:
+        with contextlib.suppress(NotFound):
+            await self.call("DELETE", await self._project_path(f"/user/{user_id}/s3Credentials/{access}"))
+
+    # --- policy --------------------------------------------------------------------------------
+
+    async def get_policy(self, user_id: int) -> dict[str, Any] | None:
+        """The user's S3 policy, or None if it has none (or OVH holds something that is not JSON)."""
+        try:
+            raw = await self.call("GET", await self._project_path(f"/user/{user_id}/policy"))
+        except NotFound:
+            return None
+        text = raw.get("policy") if isinstance(raw, dict) else None
+        if not text:
+            return None
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, dict) else None
+
+    async def apply_policy(self, user_id: int, policy: dict[str, Any]) -> None:
+        await self.call("POST", await self._project_path(f"/user/{user_id}/policy"),
+                        {"policy": json.dumps(policy, separators=(",", ":"))})
