@@ -1,0 +1,103 @@
+"""Bad input: a Ready=False condition that names the problem, nothing created in OVH, nothing leaked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from ovh_s3_operator.sandbox.ovh import DEFAULT_ROLES
+
+from .conftest import World
+
+pytestmark = pytest.mark.integration
+
+
+def assert_no_secrets_in(world: World, text: str) -> None:
+    credentials = world.stack.ovh.credentials
+    for value in (credentials.application_secret, credentials.consumer_key):
+        assert value not in text
+
+
+def fail_then_delete(world: World, name: str, spec: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
+    """Create, wait for Ready=False with reason/message, check OVH is untouched, delete, check cleanup."""
+    world.create(name, spec)
+    obj = world.wait_condition(name, "False", reason)
+    condition = world.ready(obj)
+    assert condition is not None
+    assert message in condition["message"], condition["message"]
+    assert_no_secrets_in(world, str(obj))
+    assert world.ovh_users() == []
+    world.delete(name)
+    world.wait_gone(name)
+    assert world.ovh_users() == []
+    return condition
+
+
+@pytest.mark.parametrize(("policy", "message"), [
+    ({"Statement": [{"Effect": "Allow", "Action": ["s3:Foo"], "Resource": ["arn:aws:s3:::b1x"]}]},
+     "spec.policy.Statement[0].Action: unsupported S3 action 's3:Foo'"),
+    ({"Statement": [{"Effect": "Allow", "Action": 42, "Resource": "arn:aws:s3:::b1x"}]},
+     "spec.policy.Statement[0].Action must be a non-empty string or list of strings"),
+    ({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "bucket/*"}]},
+     "must look like arn:aws:s3:::bucket"),
+], ids=["unknown-action", "malformed", "bad-resource"])
+def test_invalid_policy(world: World, policy: dict[str, Any], message: str) -> None:
+    world.start_operator()
+    fail_then_delete(world, "bad-policy", {"policy": policy}, "InvalidSpec", message)
+
+
+@pytest.mark.parametrize("world", [{"ovh_roles": [r for r in DEFAULT_ROLES if r != "ai_training_read"]}],
+                         indirect=True)
+def test_role_the_project_does_not_offer(world: World) -> None:
+    world.start_operator()
+    fail_then_delete(world, "bad-role", {"roles": ["ai_training_read"]}, "InvalidSpec",
+                     "spec.roles: the OVH project does not offer ai_training_read")
+
+
+@pytest.mark.parametrize(("spec", "field"), [
+    ({"roles": ["superuser"]}, "spec.roles[0]"),
+    ({"policy": {"Statement": {"Effect": "Allow"}}}, "spec.policy.Statement"),
+    ({"grants": [{"bucket": "Not_A_Bucket", "access": "read"}]}, "spec.grants[0].bucket"),
+    ({"grants": [{"bucket": "fine-bucket", "access": "write"}]}, "spec.grants[0].access"),
+], ids=["role", "statement-not-a-list", "bucket-name", "access-level"])
+def test_the_crd_schema_refuses_what_it_can(world: World, spec: dict[str, Any], field: str) -> None:
+    with pytest.raises(ApiException) as error:
+        world.create("refused", spec)
+    assert error.value.status == 422
+    assert field in str(error.value.body)
+
+
+def test_secret_name_owned_by_something_else(world: World) -> None:
+    world.start_operator()
+    world.core.create_namespaced_secret(world.namespace, {
+        "metadata": {"name": "taken"}, "stringData": {"password": "keep-me"}})
+    before = world.secret("taken")
+    assert before is not None
+    fail_then_delete(world, "wants-taken", {"secret": {"name": "taken"}}, "SecretConflict",
+                     "Secret taken already exists in namespace team-a and is not owned by this resource")
+    after = world.secret("taken")
+    assert after is not None
+    assert after["data"] == before["data"]
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+def test_missing_ovh_credentials(world: World) -> None:
+    world.start_operator(drop=("OVH_APPLICATION_SECRET", "OVH_CONSUMER_KEY"))
+    condition = fail_then_delete(world, "no-creds", {}, "OVHCredentialsMissing",
+                                 "set OVH_APPLICATION_SECRET, OVH_CONSUMER_KEY")
+    assert "operator" in condition["message"]
+    assert "The operator has no OVH credentials" in world.operator_log()
+    assert world.stack.ovh.calls() == []
+
+
+def test_fixing_an_invalid_spec_recovers(world: World) -> None:
+    world.start_operator()
+    world.create("fix-me", {"grants": [{"bucket": "good-bucket", "access": "read"}], "region": "mars"})
+    world.wait_condition("fix-me", "False", "InvalidSpec")
+    assert world.ovh_users() == []
+    world.patch_spec("fix-me", {"region": "gra"})
+    obj = world.wait_ready("fix-me", generation=2)
+    assert world.secret_values("fix-me-s3")["AWS_ENDPOINT_URL"] == "https://s3.gra.io.cloud.ovh.net"  # type: ignore[index]
+    assert len(world.ovh_users(obj["metadata"]["uid"])) == 1
