@@ -21,7 +21,7 @@ import datetime
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -38,11 +38,12 @@ from .errors import (
     to_kopf,
 )
 from .k8s import Gone, KubeClient, new_api_client
-from .model import Resource, Spec, parse_spec
+from .model import API_VERSION, FINALIZER, KIND, Resource, Spec, parse_spec
 from .ovh_api import OVHClient, OVHUser
 from .policy import canonical, compile_policy
 
 READY = "Ready"
+DELETING = "Deleting"
 
 
 def _now() -> datetime.datetime:
@@ -126,13 +127,14 @@ class Status:
         self._fields = dict(patched.get("status") or {})
         self._runtime._status[self._resource.uid] = self._fields
 
-    async def set_ready(self, ready: bool, reason: str, message: str) -> None:
+    async def set_ready(self, ready: bool, reason: str, message: str) -> bool:
+        """Record the Ready condition; True if it changed."""
         status = "True" if ready else "False"
         generation = self._resource.generation
         previous = self.ready_condition() or {}
         if (previous.get("status"), previous.get("reason"), previous.get("message"),
                 previous.get("observedGeneration")) == (status, reason, message, generation):
-            return
+            return False
         changed = previous.get("status") != status
         condition = {
             "type": READY, "status": status, "reason": reason, "message": message,
@@ -140,6 +142,22 @@ class Status:
             "observedGeneration": generation,
         }
         await self.record(conditions=[condition], observedGeneration=generation)
+        return True
+
+
+@dataclass(frozen=True)
+class Journal:
+    """Logs what the operator did to a resource and posts it as a Kubernetes event on it."""
+
+    resource: Resource
+    logger: kopf.Logger
+
+    def note(self, reason: str, message: str, *, warning: bool = False) -> None:
+        (self.logger.warning if warning else self.logger.info)(message)
+        ref = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {
+            "name": self.resource.name, "namespace": self.resource.namespace, "uid": self.resource.uid}}
+        # kopf only reads apiVersion, kind and metadata from the body it is given.
+        (kopf.warn if warning else kopf.info)(cast(kopf.Body, ref), reason=reason, message=message)
 
 
 def user_description(spec: Spec, resource: Resource) -> str:
@@ -159,13 +177,15 @@ async def reconcile(runtime: Runtime, resource: Resource, logger: kopf.Logger, *
         return
     async with runtime.lock(resource.uid):
         status = Status(runtime, resource)
+        journal = Journal(resource, logger)
         try:
-            await _converge(runtime, resource, status, logger, full=full)
+            await _converge(runtime, resource, status, journal, full=full)
         except Gone:
             return  # the resource was deleted meanwhile; the finalizer takes over
         except OperatorError as error:
             try:
-                await status.set_ready(False, error.reason, error.message)
+                if await status.set_ready(False, error.reason, error.message):
+                    journal.note(error.reason, error.message, warning=True)
             except (OperatorError, Gone):
                 logger.warning("Could not record the Ready condition; will retry")
             raise to_kopf(error, runtime.settings) from None
@@ -178,7 +198,7 @@ def _check_region(spec: Spec, settings: Settings) -> str:
     return region
 
 
-async def _converge(runtime: Runtime, resource: Resource, status: Status, logger: kopf.Logger, *,
+async def _converge(runtime: Runtime, resource: Resource, status: Status, journal: Journal, *,
                     full: bool) -> None:
     spec = parse_spec(resource.spec)
     region = _check_region(spec, runtime.settings)
@@ -194,26 +214,27 @@ async def _converge(runtime: Runtime, resource: Resource, status: Status, logger
         return
 
     await _check_roles(runtime.ovh, spec)
-    user = await _ensure_user(runtime, resource, status, spec, logger)
-    await _ensure_policy(runtime.ovh, user, desired_policy, logger)
-    access, secret, extra_keys = await _ensure_key(runtime.ovh, user, status, observed, logger)
+    user = await _ensure_user(runtime, resource, status, spec, journal)
+    await _ensure_policy(runtime.ovh, user, desired_policy, journal)
+    access, secret, extra_keys = await _ensure_key(runtime.ovh, user, status, observed, journal)
 
     if secret is not None or observed is None or not observed.up_to_date(access, region):
         await secrets.write(runtime.kube, resource, secret_name, observed,
                             access=access, secret=secret, region=region)
-        logger.info("Wrote the S3 credentials of OVH user %s to Secret %s", user.id, secret_name)
+        journal.note("SecretWritten", f"Wrote the S3 credentials of OVH user {user.id} to Secret {secret_name}")
     previous_secret = status.get("secretName")
     await status.record(accessKeyId=access, secretName=secret_name)
 
     for key in extra_keys:
         await runtime.ovh.delete_s3_credentials(user.id, key)
-        logger.info("Deleted S3 access key %s of OVH user %s: the Secret holds another key", key, user.id)
+        journal.note("KeyDeleted", f"Deleted S3 access key {key} of OVH user {user.id}: the Secret holds another key")
     moved = previous_secret and previous_secret != secret_name
     if moved and await secrets.delete_if_owned(runtime.kube, resource, previous_secret):
-        logger.info("Deleted Secret %s: the credentials moved to Secret %s", previous_secret, secret_name)
+        journal.note("SecretMoved", f"Deleted Secret {previous_secret}: the credentials moved to Secret {secret_name}")
 
-    await status.set_ready(True, "Reconciled",
-                           f"OVH user {user.id} is ready; S3 credentials are in Secret {secret_name}")
+    message = f"OVH user {user.id} is ready; S3 credentials are in Secret {secret_name}"
+    if await status.set_ready(True, "Reconciled", message):
+        journal.note("Ready", message)
 
 
 async def _check_roles(ovh: OVHClient, spec: Spec) -> None:
@@ -226,7 +247,7 @@ async def _check_roles(ovh: OVHClient, spec: Spec) -> None:
 
 
 async def _ensure_user(runtime: Runtime, resource: Resource, status: Status, spec: Spec,
-                       logger: kopf.Logger) -> OVHUser:
+                       journal: Journal) -> OVHUser:
     ovh, settings = runtime.ovh, runtime.settings
     user: OVHUser | None = None
     user_id = status.get("userId")
@@ -235,7 +256,8 @@ async def _ensure_user(runtime: Runtime, resource: Resource, status: Status, spe
         if user is None and runtime.just_created(resource.uid):
             raise UserNotReady(f"OVH does not show the new user {user_id} yet; retrying")
         if user is None or user.status in ("deleting", "deleted"):
-            logger.warning("OVH user %s was deleted outside the operator; creating a new user and key", user_id)
+            journal.note("UserMissing", f"OVH user {user_id} was deleted outside the operator; "
+                         "creating a new user and key", warning=True)
             await status.record(userId=None, username=None, accessKeyId=None)
             user = None
 
@@ -245,14 +267,15 @@ async def _ensure_user(runtime: Runtime, resource: Resource, status: Status, spe
             user = own[0]
             for duplicate in own[1:]:
                 await ovh.delete_user(duplicate.id)
-                logger.info("Deleted duplicate OVH user %s (same marker as user %s)", duplicate.id, user.id)
-            logger.info("Adopted OVH user %s, found by the marker in its description", user.id)
+                journal.note("UserDeleted",
+                             f"Deleted duplicate OVH user {duplicate.id} (same marker as user {user.id})")
+            journal.note("UserAdopted", f"Adopted OVH user {user.id}, found by the marker in its description")
             await status.record(userId=user.id, username=user.username, userRequestedAt=None)
         else:
             requested_age = _age(status.get("userRequestedAt"))
             if requested_age is not None and requested_age < settings.ovh_consistency_delay:
                 raise UserNotReady("An earlier OVH user creation may not be visible yet; checking again shortly")
-            user = await _create_user(runtime, resource, status, spec, logger)
+            user = await _create_user(runtime, resource, status, spec, journal)
 
     if user.roles and set(user.roles) != set(spec.roles):
         raise InvalidSpec(
@@ -283,7 +306,7 @@ async def _ensure_user(runtime: Runtime, resource: Resource, status: Status, spe
 
 
 async def _create_user(runtime: Runtime, resource: Resource, status: Status, spec: Spec,
-                       logger: kopf.Logger) -> OVHUser:
+                       journal: Journal) -> OVHUser:
     await status.record(userRequestedAt=_timestamp())
     try:
         user = await runtime.ovh.create_user(user_description(spec, resource), spec.roles)
@@ -292,30 +315,32 @@ async def _create_user(runtime: Runtime, resource: Resource, status: Status, spe
         raise
     runtime._created[resource.uid] = time.monotonic()
     await status.record(userId=user.id, username=user.username, userRequestedAt=None)
-    logger.info("Created OVH user %s (%s) with roles %s", user.id, user.username, ", ".join(spec.roles))
+    journal.note("UserCreated", f"Created OVH user {user.id} ({user.username}) with roles {', '.join(spec.roles)}")
     return user
 
 
-async def _ensure_policy(ovh: OVHClient, user: OVHUser, desired: dict[str, Any], logger: kopf.Logger) -> None:
+async def _ensure_policy(ovh: OVHClient, user: OVHUser, desired: dict[str, Any], journal: Journal) -> None:
     current = await ovh.get_policy(user.id)
     if canonical(current) == canonical(desired):
         return
     await ovh.apply_policy(user.id, desired)
-    logger.info("Applied the S3 policy (%d statements) to OVH user %s", len(desired["Statement"]), user.id)
+    journal.note("PolicyApplied",
+                 f"Applied the S3 policy ({len(desired['Statement'])} statements) to OVH user {user.id}")
 
 
 async def _ensure_key(ovh: OVHClient, user: OVHUser, status: Status, observed: secrets.ObservedSecret | None,
-                      logger: kopf.Logger) -> tuple[str, str | None, list[str]]:
+                      journal: Journal) -> tuple[str, str | None, list[str]]:
     """The access key to use, its secret if the Secret must be (re)written, and keys to delete."""
     keys = await ovh.list_s3_credentials(user.id)
     recorded = status.get("accessKeyId")
     if recorded and recorded not in keys:
-        logger.warning("S3 access key %s of OVH user %s is gone from OVH; using another key", recorded, user.id)
+        journal.note("KeyMissing", f"S3 access key {recorded} of OVH user {user.id} was deleted outside the operator",
+                     warning=True)
     in_secret = observed.access if observed else None
     preferred = [k for k in (recorded, in_secret) if k and k in keys] + keys
     if not preferred:
         credential = await ovh.create_s3_credentials(user.id)
-        logger.info("Created S3 access key %s for OVH user %s", credential.access, user.id)
+        journal.note("KeyCreated", f"Created S3 access key {credential.access} for OVH user {user.id}")
         return credential.access, credential.secret, []
     access = preferred[0]
     if observed is not None and observed.intact and observed.access == access:
@@ -329,29 +354,34 @@ async def finalize(runtime: Runtime, resource: Resource, logger: kopf.Logger) ->
     """Delete the resource's OVH user(s) and wait until OVH has removed them."""
     async with runtime.lock(resource.uid):
         status = Status(runtime, resource)
+        journal = Journal(resource, logger)
         try:
-            await _delete_users(runtime, resource, status, logger)
+            await _delete_users(runtime, resource, status, journal)
         except OperatorError as error:
-            message = (f"Cannot delete the OVH user yet: {error.message}. To leave the user in OVH instead, "
-                       "remove the finalizer s3.ovh-operator.dev/ovh-user")
+            waiting = error.reason == DELETING
+            if not waiting:
+                error = OperatorError(
+                    f"Cannot delete the OVH user yet: {error.message}. To leave the user in OVH instead, "
+                    f"remove the finalizer {FINALIZER}", reason=error.reason, retry=error.retry)
             with contextlib.suppress(OperatorError, Gone):
-                await status.set_ready(False, error.reason, message)
-            raise to_kopf(OperatorError(message, reason=error.reason, retry=error.retry), runtime.settings) from None
+                if await status.set_ready(False, error.reason, error.message) and not waiting:
+                    journal.note(error.reason, error.message, warning=True)
+            raise to_kopf(error, runtime.settings) from None
     runtime.forget(resource.uid)
 
 
-async def _delete_users(runtime: Runtime, resource: Resource, status: Status, logger: kopf.Logger) -> None:
+async def _delete_users(runtime: Runtime, resource: Resource, status: Status, journal: Journal) -> None:
     ovh = runtime.ovh
     user_ids = {int(status.get("userId"))} if status.get("userId") else set()
     if status.get("userRequestedAt"):
         user_ids |= {u.id for u in await _own_users(ovh, resource)}
     if not user_ids:
-        logger.info("No OVH user was created for this resource; nothing to delete in OVH")
+        journal.note("NothingToDelete", "No OVH user was created for this resource; nothing to delete in OVH")
         return
     for user_id in sorted(user_ids):
         if await ovh.delete_user(user_id):
-            logger.info("Deleting OVH user %s", user_id)
+            journal.note("UserDeleting", f"Deleting OVH user {user_id}")
         if not await ovh.wait_user_gone(user_id, runtime.settings.user_wait_per_attempt):
-            raise UserNotReady(f"OVH is still deleting user {user_id}", reason="Deleting")
-        logger.info("Deleted OVH user %s", user_id)
+            raise UserNotReady(f"Waiting for OVH to delete user {user_id}", reason=DELETING)
+        journal.note("UserDeleted", f"Deleted OVH user {user_id}")
 

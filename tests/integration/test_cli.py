@@ -75,7 +75,9 @@ def test_sandbox_command_with_kubectl(tmp_path: Path, sandbox_factory: list[Sand
     assert row.split()[:3] == ["default", "backup-writer", "True"]
     assert row.split()[4] == "backup-writer-s3"
     assert "REASON" in sandbox.kubectl("get", "osu", "-o", "wide").splitlines()[0]
-    assert "Reconciled" in sandbox.kubectl("describe", "osu", "backup-writer")
+    described = sandbox.kubectl("describe", "osu", "backup-writer")
+    for expected in ("Reconciled", "UserCreated", "PolicyApplied", "KeyCreated", "SecretWritten"):
+        assert expected in described
     assert "AWS_SECRET_ACCESS_KEY" in sandbox.kubectl("get", "secret", "backup-writer-s3", "-o", "yaml")
 
     sandbox.kubectl("delete", "osu", "backup-writer", "--timeout=60s")
