@@ -36,8 +36,8 @@ class Settings(BaseSettings):
     ovh_service_name: str | None = Field(None, validation_alias=_ovh("SERVICE_NAME"))
 
     # --- OVH client behaviour ------------------------------------------------------------------
-    ovh_requests_per_second: float = Field(5.0, gt=0)
-    """Client-side rate limit shared by all resources."""
+    ovh_requests_per_second: float = Field(1.0, gt=0)
+    """Client-side rate limit shared by all resources (OVH's fair use is about 60 requests a minute)."""
     ovh_max_attempts: int = Field(5, ge=1)
     """Attempts per OVH call for retryable failures (429, 5xx, network) before giving up."""
     ovh_request_timeout: float = Field(30.0, gt=0)
@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     ovh_backoff_base: float = Field(0.5, gt=0)
     ovh_backoff_max: float = Field(30.0, gt=0)
     workers: int = Field(8, ge=1)
-    """Threads for blocking OVH and Kubernetes calls."""
+    """Threads for blocking calls, for each of the two APIs."""
 
     # --- reconciliation ------------------------------------------------------------------------
     user_ready_timeout: float = Field(600.0, gt=0)
@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     """Delay before retrying when something outside the resource blocks it (e.g. a foreign Secret)."""
     permanent_retry_delay: float = Field(900.0, gt=0)
     """Delay before retrying after a failure that needs a human (credentials rejected, OVH 400)."""
-    drift_interval: float = Field(600.0, ge=0)
+    drift_interval: float = Field(1800.0, ge=0)
     """Seconds between drift checks against OVH per resource (0 disables the timer)."""
     default_region: str = "gra"
     regions: Annotated[tuple[str, ...], NoDecode] = DEFAULT_REGIONS

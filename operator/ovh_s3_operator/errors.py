@@ -16,7 +16,7 @@ from .config import Settings
 class Retry(enum.Enum):
     """When to try again after a failure."""
 
-    ON_CHANGE = "on-change"  # only a spec change can help (kopf.PermanentError)
+    ON_CHANGE = "on-change"  # only a spec change can help
     SOON = "soon"  # transient: OVH or Kubernetes hiccup
     CONFLICT = "conflict"  # something outside the resource must change (e.g. a foreign Secret)
     LATER = "later"  # a human must act outside the resource (credentials, OVH refusal)
@@ -83,14 +83,30 @@ class UserNotReady(OperatorError):
 class KubernetesAPIError(OperatorError):
     reason = "KubernetesAPIError"
 
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
-def to_kopf(error: OperatorError, settings: Settings) -> kopf.PermanentError | kopf.TemporaryError:
-    """The kopf exception that schedules the right retry for ``error``."""
-    if error.retry is Retry.ON_CHANGE:
+
+class OVHProjectError(OperatorError):
+    """OVH_SERVICE_NAME does not name a project of the account, or is needed and not set."""
+
+    reason = "OVHProjectError"
+    retry = Retry.LATER
+
+
+def to_kopf(error: OperatorError, settings: Settings, *,
+            deleting: bool = False) -> kopf.PermanentError | kopf.TemporaryError:
+    """The kopf exception that schedules the right retry for ``error``.
+
+    ON_CHANGE and LATER failures end the handler (kopf.PermanentError), so that the next spec change
+    runs it again at once; the periodic check retries LATER ones every PERMANENT_RETRY_DELAY. A
+    deletion never fails permanently: kopf would release the finalizer and orphan the OVH user.
+    """
+    if error.retry in (Retry.ON_CHANGE, Retry.LATER) and not deleting:
         return kopf.PermanentError(error.message)
     delay = {
         Retry.SOON: settings.retry_delay,
         Retry.CONFLICT: settings.conflict_retry_delay,
-        Retry.LATER: settings.permanent_retry_delay,
-    }[error.retry]
+    }.get(error.retry, settings.permanent_retry_delay)
     return kopf.TemporaryError(error.message, delay=delay)

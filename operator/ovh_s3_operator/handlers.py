@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-import random
+import urllib.parse
 from typing import Any
 
 import kopf
 
+from . import periodic
 from .config import Settings
 from .model import FINALIZER, GROUP, KIND, PLURAL, VERSION, Resource
-from .reconcile import Runtime, finalize, reconcile
+from .reconcile import finalize, reconcile
+from .runtime import Runtime
 from .secrets import MANAGED_BY, MANAGED_BY_LABEL
 
 CR = (GROUP, VERSION, PLURAL)
@@ -35,13 +37,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
     configure_kopf(settings)
     runtime = Runtime.start(config)
     memo.runtime = runtime
-    memo.kopf_settings = settings
     problem = runtime.ovh.configuration_error
     if problem is not None:
         logger.error("%s. Every resource will report this until the operator restarts with credentials.",
                      problem.message)
     else:
-        logger.info("Using OVH API %s, project %s", config.ovh_endpoint, config.ovh_service_name or "(auto)")
+        endpoint = urllib.parse.urlsplit(config.ovh_endpoint)
+        shown = endpoint._replace(netloc=endpoint.hostname or "").geturl() if endpoint.password else endpoint.geturl()
+        logger.info("Using OVH API %s, project %s", shown, config.ovh_service_name or "(the only one)")
 
 
 @kopf.on.cleanup()
@@ -62,39 +65,14 @@ async def delete_ovh_user(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger,
 
 
 @kopf.daemon(*CR, cancellation_timeout=10)
-async def drift_check(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo,
-                      logger: kopf.Logger, **_: Any) -> None:
-    """Verify against OVH every drift interval (jittered, so restarts do not align the checks)."""
-    runtime: Runtime = memo.runtime
-    interval = runtime.settings.drift_interval
-    if interval <= 0:
-        return
-    await stopped.wait(interval * random.uniform(0.1, 1.0))
-    while not stopped:
-        try:
-            await reconcile(runtime, Resource.from_body(body), logger, full=True)
-        except (kopf.TemporaryError, kopf.PermanentError) as error:
-            logger.warning("Drift check failed: %s", error)
-        await stopped.wait(interval * random.uniform(0.9, 1.1))
-
-
-@kopf.index(*CR)
-def resources_by_name(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str | None, str], Any]:
-    return {(namespace, name): body}
+async def periodic_check(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo,
+                         logger: kopf.Logger, **_: Any) -> None:
+    await periodic.run(memo.runtime, body, stopped, logger)
 
 
 @kopf.on.event("v1", "secrets", labels={MANAGED_BY_LABEL: MANAGED_BY})
-async def secret_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """Restore a managed Secret as soon as it is edited or deleted by hand."""
-    resources: kopf.Index[tuple[str | None, str], Any] = kwargs["resources_by_name"]  # indexes come by name
-    namespace = body.get("metadata", {}).get("namespace")
+async def secret_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A managed Secret changed or vanished: let its owner's periodic check restore it now."""
     for ref in body.get("metadata", {}).get("ownerReferences") or ():
-        if ref.get("kind") != KIND:
-            continue
-        for owner in resources.get((namespace, ref.get("name")), ()):
-            if owner.get("metadata", {}).get("uid") == ref.get("uid"):
-                logger = kopf.ObjectLogger(body=owner, settings=memo.kopf_settings)
-                try:
-                    await reconcile(memo.runtime, Resource.from_body(owner), logger, full=False)
-                except (kopf.TemporaryError, kopf.PermanentError) as error:
-                    logger.warning("Could not restore Secret for %s/%s: %s", namespace, ref.get("name"), error)
+        if ref.get("kind") == KIND:
+            memo.runtime.wake(ref.get("uid"))

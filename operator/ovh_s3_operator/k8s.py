@@ -1,4 +1,4 @@
-"""The Kubernetes calls the operator makes itself (Secrets and status), on the official client.
+"""The Kubernetes calls the operator makes itself (the resource, its status, Secrets), on the official client.
 
 kopf watches and patches through its own client; writes that must land *before* the next step
 (an OVH user id right after creating the user, the Secret) go through here, in the executor.
@@ -18,7 +18,7 @@ from typing import Any, TypeVar, cast
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from .errors import KubernetesAPIError
+from .errors import InvalidSpec, KubernetesAPIError
 from .model import GROUP, PLURAL, VERSION, Resource
 
 T = TypeVar("T")
@@ -28,8 +28,12 @@ class AlreadyExists(Exception):
     """The object to create exists already (HTTP 409)."""
 
 
-class Gone(Exception):
-    """The object does not exist (HTTP 404)."""
+class ResourceGone(Exception):
+    """The custom resource itself no longer exists (HTTP 404)."""
+
+
+class _Missing(Exception):
+    """HTTP 404 (internal: each caller says what absence means)."""
 
 
 def new_api_client() -> kubernetes.client.ApiClient:
@@ -48,48 +52,70 @@ class KubeClient:
         self._custom = kubernetes.client.CustomObjectsApi(api_client)
         self._executor = executor
 
-    async def _run(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        call = functools.partial(fn, *args, **kwargs)
+    async def _run(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        call = functools.partial(fn, *args)
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except ApiException as exc:
+            if exc.status == 404:
+                raise _Missing(what) from None
             if exc.status == 409 and what.startswith("create"):
                 raise AlreadyExists(what) from None
-            if exc.status == 404:
-                raise Gone(what) from None
             raise KubernetesAPIError(
-                f"The Kubernetes API answered {exc.status} {exc.reason or ''} to {what}; retrying".replace(" ;", ";")
+                f"The Kubernetes API answered {exc.status} {exc.reason or ''}".rstrip() + f" to {what}; retrying",
+                status=exc.status,
             ) from None
 
     def _plain(self, obj: Any) -> dict[str, Any]:
         plain: dict[str, Any] = self._api_client.sanitize_for_serialization(obj)
         return plain
 
+    # --- the custom resource ---------------------------------------------------------------------
+
+    async def read_resource(self, resource: Resource) -> dict[str, Any] | None:
+        try:
+            body = await self._run(f"read {resource.key}", self._custom.get_namespaced_custom_object,
+                                   GROUP, VERSION, resource.namespace, PLURAL, resource.name)
+        except _Missing:
+            return None
+        return dict(cast(dict[str, Any], body))
+
+    async def patch_status(self, resource: Resource, status: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch ``.status`` of the custom resource (None values remove fields)."""
+        try:
+            patched = await self._run(
+                f"patch status of {resource.key}", self._custom.patch_namespaced_custom_object_status,
+                GROUP, VERSION, resource.namespace, PLURAL, resource.name, {"status": status},
+            )
+        except _Missing:
+            raise ResourceGone(resource.key) from None
+        return dict(cast(dict[str, Any], patched))
+
+    # --- Secrets ---------------------------------------------------------------------------------
+
     async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return self._plain(await self._run(f"read Secret {namespace}/{name}",
                                                self._core.read_namespaced_secret, name, namespace))
-        except Gone:
+        except _Missing:
             return None
 
-    async def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
         name = body["metadata"]["name"]
-        return self._plain(await self._run(f"create Secret {namespace}/{name}",
-                                           self._core.create_namespaced_secret, namespace, body))
+        try:
+            await self._run(f"create Secret {namespace}/{name}", self._core.create_namespaced_secret, namespace, body)
+        except KubernetesAPIError as error:
+            if error.status == 422:
+                raise InvalidSpec(f"Kubernetes refused to create Secret {name}: check spec.secret.name") from None
+            raise
 
-    async def patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return self._plain(await self._run(f"patch Secret {namespace}/{name}",
-                                           self._core.patch_namespaced_secret, name, namespace, patch))
+    async def patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        try:
+            await self._run(f"patch Secret {namespace}/{name}", self._core.patch_namespaced_secret,
+                            name, namespace, patch)
+        except _Missing:
+            raise KubernetesAPIError(f"Secret {namespace}/{name} was deleted while being updated; retrying") from None
 
     async def delete_secret(self, namespace: str, name: str) -> None:
-        with contextlib.suppress(Gone):
+        with contextlib.suppress(_Missing):
             await self._run(f"delete Secret {namespace}/{name}", self._core.delete_namespaced_secret, name, namespace)
-
-    async def patch_status(self, resource: Resource, status: dict[str, Any]) -> dict[str, Any]:
-        """Merge-patch ``.status`` of the custom resource (None values remove fields)."""
-        patched = await self._run(
-            f"patch status of {resource.key}",
-            self._custom.patch_namespaced_custom_object_status,
-            GROUP, VERSION, resource.namespace, PLURAL, resource.name, {"status": status},
-        )
-        return dict(cast(dict[str, Any], patched))

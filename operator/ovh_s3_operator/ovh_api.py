@@ -38,9 +38,11 @@ from tenacity import (
 
 from .config import Settings
 from .errors import (
+    OperatorError,
     OVHConflict,
     OVHCredentialsMissing,
     OVHCredentialsRejected,
+    OVHProjectError,
     OVHRejected,
     OVHUnavailable,
     UserNotReady,
@@ -49,6 +51,7 @@ from .errors import (
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_CAP = 120.0
+GONE_STATUSES = ("deleting", "deleted")
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,11 @@ class S3Credential:
     secret: str = field(repr=False)
 
 
-class NotFound(Exception):
-    """OVH answered 404 (internal signal; callers decide what absence means)."""
+class NotFound(OperatorError):
+    """OVH answered 404. Methods for which absence is normal catch it; elsewhere it means something
+    vanished between two calls, which the next attempt sorts out."""
+
+    reason = "OVHNotFound"
 
 
 def _status_code(exc: BaseException) -> int | None:
@@ -205,9 +211,14 @@ class OVHClient:
             self._config_error = exc
         rate = settings.ovh_requests_per_second
         self._limiter = AsyncLimiter(max_rate=max(1.0, rate), time_period=max(1.0, rate) / rate)
+        self._paused_until = 0.0
+        self._clock_synced = False
+        self._clock_lock = asyncio.Lock()
         self._service_name: str | None = settings.ovh_service_name
         self._service_lock = asyncio.Lock()
         self._roles: frozenset[str] | None = None
+        self._users: tuple[float, list[OVHUser]] | None = None  # (when listed, users)
+        self._users_lock = asyncio.Lock()
 
     @property
     def configuration_error(self) -> OVHCredentialsMissing | None:
@@ -215,11 +226,33 @@ class OVHClient:
 
     # --- transport -----------------------------------------------------------------------------
 
+    async def _sync_clock(self) -> None:
+        """python-ovh reads ``/auth/time`` lazily on its first signed call: once here, not once per thread."""
+        async with self._clock_lock:
+            if self._clock_synced or self._settings.ovh_auth_mode != "application":
+                return
+            client = self._client
+            assert client is not None
+            await self._limiter.acquire()
+            await asyncio.get_running_loop().run_in_executor(self._executor, lambda: client.time_delta)
+            self._clock_synced = True
+
     async def _send(self, method: str, path: str, data: Any = None) -> Any:
         assert self._client is not None
         call: Callable[[], Any] = functools.partial(self._client.call, method, path, data, True)
+        # OVH said Retry-After: every call waits, not only the refused one (the pause may grow meanwhile).
+        while (pause := self._paused_until - time.monotonic()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(pause)
+        if not self._clock_synced:
+            await self._sync_clock()
         await self._limiter.acquire()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except ovh_errors.APIError as exc:
+            hinted = retry_after(exc) if _status_code(exc) == 429 else None
+            if hinted:
+                self._paused_until = max(self._paused_until, time.monotonic() + hinted)
+            raise
 
     async def call(self, method: str, path: str, data: Any = None, *, idempotent: bool = True) -> Any:
         """One OVH API call with retries; raises :class:`NotFound` on 404 and typed errors otherwise."""
@@ -244,7 +277,7 @@ class OVHClient:
         try:
             return await retrying(self._send, method, path, data)
         except ovh_errors.ResourceNotFoundError:
-            raise NotFound(path) from None
+            raise NotFound(f"OVH answered 404 to {method} {path}; checking again") from None
         except ovh_errors.APIError as exc:
             raise self._translate(exc, method, path) from None
 
@@ -292,7 +325,7 @@ class OVHClient:
             if not self._service_name:
                 projects = await self.list_projects()
                 if len(projects) != 1:
-                    raise OVHRejected(
+                    raise OVHProjectError(
                         f"OVH_SERVICE_NAME is not set and the OVH account has {len(projects)} cloud projects"
                         + (f" ({', '.join(projects)})" if projects else "")
                         + "; set OVH_SERVICE_NAME to the project id to use"
@@ -303,18 +336,34 @@ class OVHClient:
     async def _project_path(self, suffix: str = "") -> str:
         return f"/cloud/project/{await self.service_name()}{suffix}"
 
+    async def _project_call(self, suffix: str) -> Any:
+        """A GET on the project itself, where a 404 means OVH_SERVICE_NAME is wrong."""
+        try:
+            return await self.call("GET", await self._project_path(suffix))
+        except NotFound:
+            raise OVHProjectError(
+                f"OVH has no cloud project {await self.service_name()!r} for these credentials; "
+                "check OVH_SERVICE_NAME"
+            ) from None
+
     async def list_roles(self) -> frozenset[str]:
         """Role names the project offers (cached: they do not change at runtime)."""
         if self._roles is None:
-            raw = await self.call("GET", await self._project_path("/role"))
+            raw = await self._project_call("/role")
             roles = raw.get("roles", []) if isinstance(raw, dict) else raw
             self._roles = frozenset(r["name"] if isinstance(r, dict) else str(r) for r in roles)
         return self._roles
 
     # --- users ---------------------------------------------------------------------------------
 
-    async def list_users(self) -> list[OVHUser]:
-        return [OVHUser.from_api(u) for u in await self.call("GET", await self._project_path("/user"))]
+    async def list_users(self, *, max_age: float = 0.0) -> list[OVHUser]:
+        """The project's users; with ``max_age``, a listing that old may be shared between callers."""
+        async with self._users_lock if max_age else contextlib.nullcontext():
+            if max_age and self._users and time.monotonic() - self._users[0] < max_age:
+                return self._users[1]
+            users = [OVHUser.from_api(u) for u in await self._project_call("/user")]
+            self._users = (time.monotonic(), users)
+            return users
 
     async def get_user(self, user_id: int) -> OVHUser | None:
         try:
@@ -341,7 +390,9 @@ class OVHClient:
         deadline = time.monotonic() + timeout
         while True:
             user = await self.get_user(user_id)
-            if user is None or user.status == "ok":
+            if user is None or user.status in GONE_STATUSES:
+                return None
+            if user.status == "ok":
                 return user
             if time.monotonic() >= deadline:
                 raise UserNotReady(f"OVH user {user_id} is still {user.status!r}; waiting for it to be ok")
@@ -350,7 +401,7 @@ class OVHClient:
     async def wait_user_gone(self, user_id: int, timeout: float) -> bool:
         """Poll until OVH answers 404 for the user; False if it still exists after ``timeout``."""
         deadline = time.monotonic() + timeout
-        while await self.get_user(user_id) is not None:
+        while (user := await self.get_user(user_id)) is not None and user.status != "deleted":
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(self._settings.user_poll_interval)

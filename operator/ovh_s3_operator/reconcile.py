@@ -6,21 +6,22 @@ crash at any point resumes without duplicates:
 
 * before ``POST /user`` the operator records ``userRequestedAt``; the user's description carries a
   marker with the resource's uid, so a user whose id was never recorded is found and adopted;
-* the user id is recorded right after OVH answers;
-* an S3 key is reused when OVH still knows it; keys the Secret does not hold are deleted.
+* the user id is recorded right after OVH answers; ``userRequestedAt`` stays until OVH shows the
+  user, so that a brief 404 (OVH's eventual consistency) is not mistaken for a deleted user;
+* an S3 key is reused when OVH still knows it; keys the Secret does not hold are deleted;
+* the new Secret is written, and a previous one deleted, before the Secret name is recorded.
 
 ``full=False`` (create/update/resume/Secret events) skips OVH when the resource is already Ready for
-its generation and its Secret is intact; ``full=True`` (the drift check) always verifies OVH.
+its generation and its Secret is intact; ``full=True`` (the periodic check) always verifies OVH and
+also removes duplicate users left by lost answers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import kopf
@@ -32,15 +33,17 @@ from .errors import (
     OperatorError,
     OVHCredentialsMissing,
     OVHCredentialsRejected,
+    OVHProjectError,
     OVHRejected,
     Retry,
     UserNotReady,
     to_kopf,
 )
-from .k8s import Gone, KubeClient, new_api_client
+from .k8s import ResourceGone
 from .model import API_VERSION, FINALIZER, KIND, Resource, Spec, parse_spec
-from .ovh_api import OVHClient, OVHUser
+from .ovh_api import GONE_STATUSES, OVHClient, OVHUser
 from .policy import canonical, compile_policy
+from .runtime import Runtime
 
 READY = "Ready"
 DELETING = "Deleting"
@@ -50,8 +53,8 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _timestamp(moment: datetime.datetime | None = None) -> str:
-    return (moment or _now()).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _timestamp() -> str:
+    return _now().strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _age(timestamp: str | None) -> float | None:
@@ -67,42 +70,18 @@ def _age(timestamp: str | None) -> float | None:
     return (_now() - moment).total_seconds()
 
 
-@dataclass
-class Runtime:
-    """Process-wide state, kept in kopf's memo: clients, per-resource locks, what was recorded."""
+def ready_condition(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return next((c for c in status.get("conditions") or () if c.get("type") == READY), None)
 
-    settings: Settings
-    ovh: OVHClient
-    kube: KubeClient
-    executor: ThreadPoolExecutor
-    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-    _status: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _created: dict[str, float] = field(default_factory=dict)
 
-    @classmethod
-    def start(cls, settings: Settings) -> Runtime:
-        executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="ovh-s3")
-        return cls(settings=settings, ovh=OVHClient(settings, executor),
-                   kube=KubeClient(new_api_client(), executor), executor=executor)
-
-    def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
-
-    def lock(self, uid: str) -> asyncio.Lock:
-        return self._locks.setdefault(uid, asyncio.Lock())
-
-    def forget(self, uid: str) -> None:
-        for store in (self._locks, self._status, self._created):
-            store.pop(uid, None)
-
-    def just_created(self, uid: str) -> bool:
-        """Whether this process created the resource's OVH user recently (reads may not show it yet)."""
-        created = self._created.get(uid)
-        return created is not None and time.monotonic() - created < self.settings.ovh_consistency_delay
+def is_ready(resource: Resource) -> bool:
+    """Ready=True, computed for the resource's current generation."""
+    ready = ready_condition(resource.status) or {}
+    return ready.get("status") == "True" and ready.get("observedGeneration") == resource.generation
 
 
 class Status:
-    """The resource's status as last known (kopf's body, overlaid with this process's own writes).
+    """The resource's status, as read at the start of a reconcile and then as patched by it.
 
     Writes go straight to the API (not through kopf's deferred patch), because each must land before
     the next step runs.
@@ -111,13 +90,13 @@ class Status:
     def __init__(self, runtime: Runtime, resource: Resource) -> None:
         self._runtime = runtime
         self._resource = resource
-        self._fields: dict[str, Any] = dict(resource.status) | runtime._status.get(resource.uid, {})
+        self._fields: dict[str, Any] = dict(resource.status)
 
     def get(self, key: str) -> Any:
         return self._fields.get(key)
 
-    def ready_condition(self) -> dict[str, Any] | None:
-        return next((c for c in self._fields.get("conditions") or () if c.get("type") == READY), None)
+    def ready_condition(self) -> Mapping[str, Any] | None:
+        return ready_condition(self._fields)
 
     async def record(self, **fields: Any) -> None:
         """Patch these status fields now (None removes a field); no call if nothing changes."""
@@ -125,7 +104,6 @@ class Status:
             return
         patched = await self._runtime.kube.patch_status(self._resource, fields)
         self._fields = dict(patched.get("status") or {})
-        self._runtime._status[self._resource.uid] = self._fields
 
     async def set_ready(self, ready: bool, reason: str, message: str) -> bool:
         """Record the Ready condition; True if it changed."""
@@ -135,10 +113,10 @@ class Status:
         if (previous.get("status"), previous.get("reason"), previous.get("message"),
                 previous.get("observedGeneration")) == (status, reason, message, generation):
             return False
-        changed = previous.get("status") != status
         condition = {
             "type": READY, "status": status, "reason": reason, "message": message,
-            "lastTransitionTime": _timestamp() if changed else previous.get("lastTransitionTime"),
+            "lastTransitionTime": previous.get("lastTransitionTime") if previous.get("status") == status
+            else _timestamp(),
             "observedGeneration": generation,
         }
         await self.record(conditions=[condition], observedGeneration=generation)
@@ -164,29 +142,40 @@ def user_description(spec: Spec, resource: Resource) -> str:
     return f"{spec.description or resource.key} {resource.marker}"
 
 
-async def _own_users(ovh: OVHClient, resource: Resource) -> list[OVHUser]:
+def _own(users: list[OVHUser], resource: Resource) -> list[OVHUser]:
     """Live OVH users carrying this resource's marker, oldest first."""
-    users = [u for u in await ovh.list_users()
-             if resource.marker in u.description and u.status not in ("deleting", "deleted")]
-    return sorted(users, key=lambda u: u.id)
+    own = [u for u in users if resource.marker in u.description and u.status not in GONE_STATUSES]
+    return sorted(own, key=lambda u: u.id)
 
 
-async def reconcile(runtime: Runtime, resource: Resource, logger: kopf.Logger, *, full: bool) -> None:
-    """Converge one resource; on failure set Ready=False and raise the matching kopf error."""
-    if resource.deleting:
-        return
+async def _fresh(runtime: Runtime, resource: Resource) -> Resource | None:
+    """The resource as the API has it now; None if it is gone (or was replaced by a namesake)."""
+    try:
+        body = await runtime.kube.read_resource(resource)
+    except OperatorError as error:
+        raise to_kopf(error, runtime.settings) from None
+    fresh = Resource.from_body(body) if body is not None else None
+    return fresh if fresh is not None and fresh.uid == resource.uid else None
+
+
+async def reconcile(runtime: Runtime, resource: Resource, logger: kopf.Logger, *, full: bool) -> bool:
+    """Converge one resource; True when Ready. On failure set Ready=False and raise a kopf error."""
     async with runtime.lock(resource.uid):
-        status = Status(runtime, resource)
-        journal = Journal(resource, logger)
+        fresh = await _fresh(runtime, resource)
+        if fresh is None or fresh.deleting:
+            return False
+        status = Status(runtime, fresh)
+        journal = Journal(fresh, logger)
         try:
-            await _converge(runtime, resource, status, journal, full=full)
-        except Gone:
-            return  # the resource was deleted meanwhile; the finalizer takes over
+            await _converge(runtime, fresh, status, journal, full=full)
+            return True
+        except ResourceGone:
+            return False  # deleted meanwhile; the finalizer takes over
         except OperatorError as error:
             try:
                 if await status.set_ready(False, error.reason, error.message):
                     journal.note(error.reason, error.message, warning=True)
-            except (OperatorError, Gone):
+            except (OperatorError, ResourceGone):
                 logger.warning("Could not record the Ready condition; will retry")
             raise to_kopf(error, runtime.settings) from None
 
@@ -198,18 +187,23 @@ def _check_region(spec: Spec, settings: Settings) -> str:
     return region
 
 
+def _secret_name(spec: Spec, resource: Resource) -> str:
+    name = spec.secret.name or secrets.default_name(resource)
+    if len(name) > 253:
+        raise InvalidSpec(f"spec.secret.name: the Secret name {name[:40]}… is longer than 253 characters; "
+                          "set a shorter spec.secret.name")
+    return name
+
+
 async def _converge(runtime: Runtime, resource: Resource, status: Status, journal: Journal, *,
                     full: bool) -> None:
     spec = parse_spec(resource.spec)
     region = _check_region(spec, runtime.settings)
     desired_policy = compile_policy(spec.grants, spec.policy)
-    secret_name = spec.secret.name or secrets.default_name(resource)
+    secret_name = _secret_name(spec, resource)
     observed = await secrets.read(runtime.kube, resource, secret_name)
 
-    condition = status.ready_condition() or {}
-    if (not full and condition.get("status") == "True"
-            and condition.get("observedGeneration") == resource.generation
-            and status.get("userId") and status.get("secretName") == secret_name
+    if (not full and is_ready(resource) and status.get("userId") and status.get("secretName") == secret_name
             and observed is not None and observed.up_to_date(status.get("accessKeyId"), region)):
         return
 
@@ -223,14 +217,16 @@ async def _converge(runtime: Runtime, resource: Resource, status: Status, journa
                             access=access, secret=secret, region=region)
         journal.note("SecretWritten", f"Wrote the S3 credentials of OVH user {user.id} to Secret {secret_name}")
     previous_secret = status.get("secretName")
+    if (previous_secret and previous_secret != secret_name
+            and await secrets.delete_if_owned(runtime.kube, resource, previous_secret)):
+        journal.note("SecretMoved", f"Deleted Secret {previous_secret}: the credentials moved to Secret {secret_name}")
     await status.record(accessKeyId=access, secretName=secret_name)
 
     for key in extra_keys:
         await runtime.ovh.delete_s3_credentials(user.id, key)
         journal.note("KeyDeleted", f"Deleted S3 access key {key} of OVH user {user.id}: the Secret holds another key")
-    moved = previous_secret and previous_secret != secret_name
-    if moved and await secrets.delete_if_owned(runtime.kube, resource, previous_secret):
-        journal.note("SecretMoved", f"Deleted Secret {previous_secret}: the credentials moved to Secret {secret_name}")
+    if full:
+        await _delete_duplicates(runtime, resource, user, journal)
 
     message = f"OVH user {user.id} is ready; S3 credentials are in Secret {secret_name}"
     if await status.set_ready(True, "Reconciled", message):
@@ -249,32 +245,33 @@ async def _check_roles(ovh: OVHClient, spec: Spec) -> None:
 async def _ensure_user(runtime: Runtime, resource: Resource, status: Status, spec: Spec,
                        journal: Journal) -> OVHUser:
     ovh, settings = runtime.ovh, runtime.settings
+    requested_age = _age(status.get("userRequestedAt"))
+    just_requested = requested_age is not None and requested_age < settings.ovh_consistency_delay
     user: OVHUser | None = None
     user_id = status.get("userId")
     if user_id:
         user = await ovh.get_user(int(user_id))
-        if user is None and runtime.just_created(resource.uid):
+        if user is None and just_requested:
             raise UserNotReady(f"OVH does not show the new user {user_id} yet; retrying")
-        if user is None or user.status in ("deleting", "deleted"):
-            journal.note("UserMissing", f"OVH user {user_id} was deleted outside the operator; "
-                         "creating a new user and key", warning=True)
-            await status.record(userId=None, username=None, accessKeyId=None)
-            user = None
+        if user is None or user.status in GONE_STATUSES:
+            message = f"OVH user {user_id} was deleted outside the operator; creating a new user and key"
+            await status.set_ready(False, "UserMissing", message)
+            journal.note("UserMissing", message, warning=True)
+            await status.record(userId=None, username=None, accessKeyId=None, userRequestedAt=None)
+            user, just_requested = None, False
 
     if user is None:
-        own = await _own_users(ovh, resource)
+        own = _own(await ovh.list_users(), resource)
         if own:
             user = own[0]
             for duplicate in own[1:]:
                 await ovh.delete_user(duplicate.id)
-                journal.note("UserDeleted",
-                             f"Deleted duplicate OVH user {duplicate.id} (same marker as user {user.id})")
+                journal.note("UserDeleted", f"Deleted duplicate OVH user {duplicate.id} (same marker as {user.id})")
             journal.note("UserAdopted", f"Adopted OVH user {user.id}, found by the marker in its description")
-            await status.record(userId=user.id, username=user.username, userRequestedAt=None)
+            await status.record(userId=user.id, username=user.username)
+        elif just_requested:
+            raise UserNotReady("An earlier OVH user creation may not be visible yet; checking again shortly")
         else:
-            requested_age = _age(status.get("userRequestedAt"))
-            if requested_age is not None and requested_age < settings.ovh_consistency_delay:
-                raise UserNotReady("An earlier OVH user creation may not be visible yet; checking again shortly")
             user = await _create_user(runtime, resource, status, spec, journal)
 
     if user.roles and set(user.roles) != set(spec.roles):
@@ -284,14 +281,20 @@ async def _ensure_user(runtime: Runtime, resource: Resource, status: Status, spe
             "recreate the resource to get a new user",
             reason="RolesChanged",
         )
-    if user.status == "ok":
-        return user
     if user.status == "disabled":
         raise OperatorError(f"OVH user {user.id} is disabled; enable it in OVH or delete the resource",
                             reason="UserDisabled", retry=Retry.LATER)
+    if user.status != "ok":
+        user = await _wait_until_ok(runtime, user)
+    await status.record(userRequestedAt=None)  # OVH shows the user: a later 404 means it is gone
+    return user
+
+
+async def _wait_until_ok(runtime: Runtime, user: OVHUser) -> OVHUser:
+    settings = runtime.settings
     try:
-        ready = await ovh.wait_user_ready(user.id, settings.user_wait_per_attempt)
-    except UserNotReady as error:
+        ready = await runtime.ovh.wait_user_ready(user.id, settings.user_wait_per_attempt)
+    except UserNotReady:
         age = _age(user.creation_date)
         if age is not None and age > settings.user_ready_timeout:
             raise UserNotReady(
@@ -299,7 +302,7 @@ async def _ensure_user(runtime: Runtime, resource: Resource, status: Status, spe
                 "in the OVH console. The operator keeps checking",
                 reason="UserStuck", retry=Retry.CONFLICT,
             ) from None
-        raise error from None
+        raise
     if ready is None:
         raise UserNotReady(f"OVH does not show user {user.id} yet; retrying")
     return ready
@@ -310,11 +313,10 @@ async def _create_user(runtime: Runtime, resource: Resource, status: Status, spe
     await status.record(userRequestedAt=_timestamp())
     try:
         user = await runtime.ovh.create_user(user_description(spec, resource), spec.roles)
-    except (OVHRejected, OVHCredentialsRejected, OVHCredentialsMissing):
+    except (OVHRejected, OVHCredentialsRejected, OVHCredentialsMissing, OVHProjectError):
         await status.record(userRequestedAt=None)  # OVH refused: nothing was created
         raise
-    runtime._created[resource.uid] = time.monotonic()
-    await status.record(userId=user.id, username=user.username, userRequestedAt=None)
+    await status.record(userId=user.id, username=user.username)
     journal.note("UserCreated", f"Created OVH user {user.id} ({user.username}) with roles {', '.join(spec.roles)}")
     return user
 
@@ -350,38 +352,59 @@ async def _ensure_key(ovh: OVHClient, user: OVHUser, status: Status, observed: s
     return access, secret, [k for k in keys if k != access]
 
 
+async def _delete_duplicates(runtime: Runtime, resource: Resource, user: OVHUser, journal: Journal) -> None:
+    """Delete other users with this resource's marker: left by an answer lost while OVH hid the user.
+
+    Uses the shared user listing (refreshed at most once per drift interval) and spares users younger
+    than the consistency delay, which the recorded user may not know about yet.
+    """
+    listing = await runtime.ovh.list_users(max_age=runtime.settings.drift_interval)
+    for other in _own(listing, resource):
+        age = _age(other.creation_date)
+        if other.id != user.id and (age is None or age > runtime.settings.ovh_consistency_delay):
+            await runtime.ovh.delete_user(other.id)
+            journal.note("UserDeleted", f"Deleted duplicate OVH user {other.id} (same marker as {user.id})")
+
+
 async def finalize(runtime: Runtime, resource: Resource, logger: kopf.Logger) -> None:
     """Delete the resource's OVH user(s) and wait until OVH has removed them."""
     async with runtime.lock(resource.uid):
-        status = Status(runtime, resource)
-        journal = Journal(resource, logger)
+        fresh = await _fresh(runtime, resource) or resource
+        status = Status(runtime, fresh)
+        journal = Journal(fresh, logger)
         try:
-            await _delete_users(runtime, resource, status, journal)
+            await _delete_users(runtime, fresh, status, journal)
         except OperatorError as error:
             waiting = error.reason == DELETING
             if not waiting:
                 error = OperatorError(
                     f"Cannot delete the OVH user yet: {error.message}. To leave the user in OVH instead, "
                     f"remove the finalizer {FINALIZER}", reason=error.reason, retry=error.retry)
-            with contextlib.suppress(OperatorError, Gone):
+            with contextlib.suppress(OperatorError, ResourceGone):
                 if await status.set_ready(False, error.reason, error.message) and not waiting:
                     journal.note(error.reason, error.message, warning=True)
-            raise to_kopf(error, runtime.settings) from None
+            raise to_kopf(error, runtime.settings, deleting=True) from None
     runtime.forget(resource.uid)
 
 
 async def _delete_users(runtime: Runtime, resource: Resource, status: Status, journal: Journal) -> None:
-    ovh = runtime.ovh
-    user_ids = {int(status.get("userId"))} if status.get("userId") else set()
-    if status.get("userRequestedAt"):
-        user_ids |= {u.id for u in await _own_users(ovh, resource)}
-    if not user_ids:
+    ovh, settings = runtime.ovh, runtime.settings
+    recorded = status.get("userId")
+    requested = status.get("userRequestedAt")
+    if not recorded and not requested:
         journal.note("NothingToDelete", "No OVH user was created for this resource; nothing to delete in OVH")
+        return
+    user_ids = {int(recorded)} if recorded else set()
+    user_ids |= {u.id for u in _own(await ovh.list_users(), resource)}
+    if not user_ids:
+        age = _age(requested)
+        if age is not None and age < settings.ovh_consistency_delay + settings.ovh_request_timeout:
+            raise UserNotReady("Waiting to see whether OVH created a user for this resource", reason=DELETING)
+        journal.note("NothingToDelete", "OVH shows no user for this resource; nothing to delete in OVH")
         return
     for user_id in sorted(user_ids):
         if await ovh.delete_user(user_id):
             journal.note("UserDeleting", f"Deleting OVH user {user_id}")
-        if not await ovh.wait_user_gone(user_id, runtime.settings.user_wait_per_attempt):
+        if not await ovh.wait_user_gone(user_id, settings.user_wait_per_attempt):
             raise UserNotReady(f"Waiting for OVH to delete user {user_id}", reason=DELETING)
         journal.note("UserDeleted", f"Deleted OVH user {user_id}")
-

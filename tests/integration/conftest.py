@@ -6,7 +6,8 @@ state and call record are read directly for assertions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,20 @@ FAST = {
     "OVH_S3_OPERATOR_OVH_BACKOFF_BASE": "0.05",
     "OVH_S3_OPERATOR_OVH_BACKOFF_MAX": "0.5",
     "OVH_S3_OPERATOR_OVH_CONSISTENCY_DELAY": "2",
+    "OVH_S3_OPERATOR_OVH_REQUEST_TIMEOUT": "5",
     "OVH_S3_OPERATOR_OVH_REQUESTS_PER_SECOND": "100",
     "OVH_S3_OPERATOR_DRIFT_INTERVAL": "0",
 }
 TIMEOUT = 30.0
+
+
+class Redacted(str):
+    """A secret that compares like the string but never shows in assertion output."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<redacted>'"
 
 
 class World(SandboxClients):
@@ -42,18 +53,30 @@ class World(SandboxClients):
         self.core.create_namespace({"metadata": {"name": self.namespace}})
         self.operators: list[OperatorProcess] = []
         self.logs: list[Path] = []
+        self.show_log_on_failure = True
 
     # --- the operator -----------------------------------------------------------------------------
 
-    def start_operator(self, env: Mapping[str, str] | None = None, *, drop: tuple[str, ...] = ()) -> OperatorProcess:
+    def start_operator(self, env: Mapping[str, str] | None = None, *, drop: tuple[str, ...] = (),
+                       log_level: str = "--verbose") -> OperatorProcess:
+        self._last_start = (env, drop, log_level)
         full_env = self.stack.operator_env(dict(FAST) | dict(env or {}))
         for name in drop:
             full_env.pop(name, None)
         log = self.tmp_path / f"operator-{len(self.logs)}.log"
         self.logs.append(log)
-        operator = OperatorProcess(full_env, log.open("wb")).start()
+        operator = OperatorProcess(full_env, log.open("wb"), log_level=log_level).start()
         self.operators.append(operator)
         return operator
+
+    def restart_operator(self, *, kill: bool = False) -> OperatorProcess:
+        """Stop (or SIGKILL) the last operator and start a new one with the same settings."""
+        if kill:
+            self.operators[-1].kill()
+        else:
+            self.operators[-1].stop()
+        env, drop, log_level = self._last_start
+        return self.start_operator(env, drop=drop, log_level=log_level)
 
     def operator_log(self) -> str:
         return "".join(log.read_text(errors="replace") for log in self.logs if log.exists())
@@ -65,24 +88,58 @@ class World(SandboxClients):
     def ready(self, obj: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return self.ready_condition(obj)
 
+    def assert_consistent(self, names: Iterable[str], gone: Iterable[str] = ()) -> None:
+        """Each named resource is Ready with exactly one OVH user holding one key, which its Secret holds;
+        the ``gone`` resources no longer exist; no OVH user belongs to anything else."""
+        live: set[str] = set()
+        for name in names:
+            obj = self.wait_ready(name)
+            uid = obj["metadata"]["uid"]
+            live.add(uid)
+            [user] = self.ovh_users(uid)
+            assert user["status"] == "ok"
+            [credential] = user["credentials"]
+            values = self.secret_values(obj["status"]["secretName"])
+            assert values is not None
+            assert (values["AWS_ACCESS_KEY_ID"], values["AWS_SECRET_ACCESS_KEY"]) == (
+                credential["access"], credential["secret"]), name
+            assert obj["status"]["userId"] == user["id"]
+            assert obj["status"]["accessKeyId"] == credential["access"]
+        for name in gone:
+            self.wait_gone(name)
+        owners = [re.search(r"\[osu:([^\]]+)\]", u["description"]) for u in self.ovh_users()]
+        assert sorted(m.group(1) for m in owners if m) == sorted(live)
+        assert all(owners), "an OVH user without a marker appeared"
+
     def ovh_users(self, uid: str | None = None) -> list[dict[str, Any]]:
         """Sandbox users (all, or those carrying a resource's marker), excluding ones being deleted."""
         users = [u for u in self.stack.ovh.users() if u["status"] not in ("deleting", "deleted")]
+        for user in users:
+            for credential in user["credentials"]:
+                credential["secret"] = Redacted(credential["secret"])
         return [u for u in users if uid is None or f"[osu:{uid}]" in u["description"]]
+
+    def secret_values(self, name: str, namespace: str | None = None) -> dict[str, str] | None:
+        values = super().secret_values(name, namespace)
+        if values and "AWS_SECRET_ACCESS_KEY" in values:
+            values["AWS_SECRET_ACCESS_KEY"] = Redacted(values["AWS_SECRET_ACCESS_KEY"])
+        return values
 
 
 @pytest.fixture
 def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
-    roles = getattr(request, "param", {}).get("ovh_roles", DEFAULT_ROLES)
+    options = getattr(request, "param", {})
     with BackgroundLoop() as loop:
-        stack = SandboxStack(tmp_path / "sandbox", ovh_activation=0.3, ovh_deletion=0.2, ovh_roles=roles)
+        stack = SandboxStack(tmp_path / "sandbox", ovh_activation=0.3, ovh_deletion=0.2,
+                             ovh_roles=options.get("ovh_roles", DEFAULT_ROLES),
+                             kube_validate=options.get("kube_validate", True))
         loop.run(stack.start())
         w = World(stack, tmp_path)
         try:
             yield w
         finally:
             w.stop_operators()
-            if request.node.stash.get(FAILED, False):
+            if request.node.stash.get(FAILED, False) and w.show_log_on_failure:
                 print(f"--- operator log ---\n{w.operator_log()[-20000:]}")
             loop.run(stack.stop())
 

@@ -8,6 +8,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from ovh_s3_operator.sandbox.ovh import DEFAULT_ROLES
+from ovh_s3_operator.sandbox.stack import wait_for
 
 from .conftest import World
 
@@ -94,10 +95,73 @@ def test_missing_ovh_credentials(world: World) -> None:
 
 def test_fixing_an_invalid_spec_recovers(world: World) -> None:
     world.start_operator()
-    world.create("fix-me", {"grants": [{"bucket": "good-bucket", "access": "read"}], "region": "mars"})
+    world.create("fix-me", {"grants": [{"bucket": "good-bucket", "access": "read"}], "region": "venus"})
     world.wait_condition("fix-me", "False", "InvalidSpec")
     assert world.ovh_users() == []
     world.patch_spec("fix-me", {"region": "gra"})
     obj = world.wait_ready("fix-me", generation=2)
     assert world.secret_values("fix-me-s3")["AWS_ENDPOINT_URL"] == "https://s3.gra.io.cloud.ovh.net"  # type: ignore[index]
     assert len(world.ovh_users(obj["metadata"]["uid"])) == 1
+
+
+def test_unknown_region(world: World) -> None:
+    world.start_operator()
+    fail_then_delete(world, "far-away", {"region": "mars"}, "InvalidSpec",
+                     "spec.region: unknown region 'mars'; use one of gra, sbg")
+
+
+@pytest.mark.parametrize("world", [{"kube_validate": False}], indirect=True)
+def test_operator_checks_what_a_schemaless_api_server_lets_through(world: World) -> None:
+    world.start_operator()
+    fail_then_delete(world, "no-schema", {"grants": [{"bucket": "Bad_Bucket", "access": "read"}]}, "InvalidSpec",
+                     "spec.grants[0].bucket: Value error, invalid bucket name 'Bad_Bucket'")
+
+
+def test_two_resources_naming_the_same_secret(world: World) -> None:
+    world.start_operator()
+    first = world.create("first", {"secret": {"name": "shared"}})
+    world.wait_ready("first")
+    before = world.secret("shared")
+    world.create("second", {"secret": {"name": "shared"}})
+    obj = world.wait_condition("second", "False", "SecretConflict")
+    assert "Secret shared already exists" in world.ready(obj)["message"]  # type: ignore[index]
+    after = world.secret("shared")
+    assert after is not None and before is not None
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert [r["uid"] for r in after["metadata"]["ownerReferences"]] == [first["metadata"]["uid"]]
+    assert len(world.ovh_users()) == 1  # the second resource created nothing in OVH
+
+    # Once the first resource and its Secret are gone, the second one takes the name over.
+    world.delete("first")
+    world.assert_consistent(["second"], gone=["first"])
+
+
+def test_rejected_ovh_credentials(world: World) -> None:
+    world.start_operator({"OVH_APPLICATION_SECRET": "not-the-secret"})
+    fail_then_delete(world, "rejected", {}, "OVHCredentialsRejected", "check OVH_APPLICATION_SECRET")
+    assert "not-the-secret" not in world.operator_log()
+
+
+def test_deleted_while_still_creating(world: World) -> None:
+    world.stack.ovh.activation = 3.0
+    world.start_operator()
+    uid = world.create("hasty", {})["metadata"]["uid"]
+    wait_for(lambda: world.ovh_users(uid), 20, what="the OVH user to exist")
+    assert world.ovh_users(uid)[0]["status"] == "creating"
+    world.delete("hasty")
+    world.wait_gone("hasty")
+    assert world.ovh_users() == []
+    assert world.secret("hasty-s3") is None
+
+
+def test_spec_changed_while_creating(world: World) -> None:
+    world.stack.ovh.activation = 2.0
+    world.start_operator()
+    uid = world.create("changing", {"grants": [{"bucket": "old-bucket", "access": "read"}]})["metadata"]["uid"]
+    wait_for(lambda: world.ovh_users(uid), 20, what="the OVH user to exist")
+    world.patch_spec("changing", {"grants": [{"bucket": "new-bucket", "access": "readwrite"}]})
+    world.wait_ready("changing", generation=2)
+    world.assert_consistent(["changing"])
+    [user] = world.ovh_users(uid)
+    assert "new-bucket" in user["policy"]
+    assert "old-bucket" not in user["policy"]

@@ -13,6 +13,7 @@ from ovh_s3_operator.errors import (
     OVHConflict,
     OVHCredentialsMissing,
     OVHCredentialsRejected,
+    OVHProjectError,
     OVHRejected,
     OVHUnavailable,
 )
@@ -41,7 +42,9 @@ def settings(**overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def executor() -> ThreadPoolExecutor:
+def executor(mocker: MockerFixture) -> ThreadPoolExecutor:
+    # python-ovh reads the server clock (GET /auth/time) before its first signed call.
+    mocker.patch("ovh.Client.time_delta", new_callable=mocker.PropertyMock, return_value=0)
     with ThreadPoolExecutor(2) as pool:
         yield pool
 
@@ -120,8 +123,10 @@ async def test_404_means_absent(mocker: MockerFixture, executor: ThreadPoolExecu
     mocker.patch.object(client._client, "call", side_effect=api_error(404, ovh_errors.ResourceNotFoundError))
     assert await client.get_user(7) is None
     assert await client.get_policy(7) is None
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFound, match="OVH answered 404 to GET /cloud/project/p1/user/7/s3Credentials"):
         await client.list_s3_credentials(7)
+    with pytest.raises(OVHProjectError, match=r"no cloud project 'p1'.*check OVH_SERVICE_NAME"):
+        await client.list_users()
 
 
 async def test_missing_credentials_fail_every_call(executor: ThreadPoolExecutor) -> None:
@@ -142,5 +147,32 @@ async def test_service_name_required_with_several_projects(
         mocker: MockerFixture, executor: ThreadPoolExecutor) -> None:
     client = OVHClient(settings(OVH_SERVICE_NAME=None), executor)
     mocker.patch.object(client._client, "call", return_value=["a", "b"])
-    with pytest.raises(OVHRejected, match=r"has 2 cloud projects \(a, b\); set OVH_SERVICE_NAME"):
+    with pytest.raises(OVHProjectError, match=r"has 2 cloud projects \(a, b\); set OVH_SERVICE_NAME"):
         await client.list_users()
+
+
+async def test_retry_after_pauses_every_call(mocker: MockerFixture, executor: ThreadPoolExecutor) -> None:
+    client = OVHClient(settings(ovh_max_attempts=1), executor)
+    call = mocker.patch.object(client._client, "call", side_effect=[api_error(429, **{"Retry-After": "30"}), []])
+    with pytest.raises(OVHUnavailable, match="429"):
+        await client.list_projects()
+    sleeps: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        client._paused_until = 0.0  # the pause is over
+
+    mocker.patch("ovh_s3_operator.ovh_api.asyncio.sleep", side_effect=fake_sleep)
+    assert await client.list_projects() == []  # another call after the 429 waits out the same pause
+    assert len(sleeps) == 1
+    assert 25 < sleeps[0] <= 30
+    assert call.call_count == 2
+
+
+async def test_user_listing_can_be_shared(mocker: MockerFixture, executor: ThreadPoolExecutor) -> None:
+    client = OVHClient(settings(), executor)
+    call = mocker.patch.object(client._client, "call", return_value=[])
+    await client.list_users(max_age=60)
+    await client.list_users(max_age=60)
+    await client.list_users()
+    assert call.call_count == 2

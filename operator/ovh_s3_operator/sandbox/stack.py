@@ -39,9 +39,10 @@ class SandboxStack:
 
     def __init__(self, state_dir: Path, *, ovh_latency: float = 0.0, ovh_activation: float = 1.0,
                  ovh_deletion: float = 0.5, ovh_rate_limit: float | None = None,
-                 ovh_roles: Sequence[str] = DEFAULT_ROLES, kube_port: int = 0, ovh_port: int = 0) -> None:
+                 ovh_roles: Sequence[str] = DEFAULT_ROLES, kube_port: int = 0, ovh_port: int = 0,
+                 kube_validate: bool = True) -> None:
         self.state_dir = state_dir
-        self.kube = KubeEmulator()
+        self.kube = KubeEmulator(validate=kube_validate)
         self.ovh = OVHSandbox(latency=ovh_latency, activation=ovh_activation, deletion=ovh_deletion,
                               rate_limit=ovh_rate_limit, roles=ovh_roles)
         self._ports = (kube_port, ovh_port)
@@ -69,9 +70,14 @@ class SandboxStack:
         await self.kube.stop()
 
     def operator_env(self, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The environment for ``ovh-s3-operator run`` against this sandbox."""
+        """The environment for ``ovh-s3-operator run`` against this sandbox.
+
+        OVH credentials and in-cluster settings of the caller are replaced; the operator's own
+        ``OVH_S3_OPERATOR_*`` knobs are kept, with a local-friendly rate limit unless one is set.
+        """
         env = {key: value for key, value in os.environ.items()
-               if not key.startswith(("OVH_", "KUBERNETES_SERVICE_"))}
+               if key.startswith("OVH_S3_OPERATOR_") or not key.startswith(("OVH_", "KUBERNETES_SERVICE_"))}
+        env.setdefault("OVH_S3_OPERATOR_OVH_REQUESTS_PER_SECOND", "20")
         env.update(self.ovh.env())
         env["KUBECONFIG"] = str(self.kubeconfig)
         env.update(overrides or {})
@@ -81,14 +87,14 @@ class SandboxStack:
 class OperatorProcess:
     """``ovh-s3-operator run`` as a child process (the same Python environment as this one)."""
 
-    def __init__(self, env: Mapping[str, str], output: IO[Any] | None = None, *, verbose: bool = True) -> None:
+    def __init__(self, env: Mapping[str, str], output: IO[Any] | None = None, *, log_level: str = "--verbose") -> None:
         self._env = dict(env)
         self._output = output
-        self._verbose = verbose
+        self._log_level = log_level
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
-        command = [sys.executable, "-m", "ovh_s3_operator", "run"] + (["--verbose"] if self._verbose else [])
+        command = [sys.executable, "-m", "ovh_s3_operator", "run", self._log_level]
         self.process = subprocess.Popen(command, env=self._env, stdout=self._output,
                                         stderr=subprocess.STDOUT if self._output else None)
         return self
