@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def creation_window(self) -> float:
+        """How long after a user creation request OVH may still not show the user."""
+        return self.ovh_consistency_delay + self.ovh_request_timeout
+
+    @property
     def ovh_auth_mode(self) -> str | None:
         """``"application"``, ``"oauth2"`` or ``None`` when no credentials are configured."""
         if self.ovh_application_key and self.ovh_application_secret and self.ovh_consumer_key:

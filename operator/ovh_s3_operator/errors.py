@@ -103,8 +103,11 @@ def to_kopf(error: OperatorError, settings: Settings, *,
     runs it again at once; the periodic check retries LATER ones every PERMANENT_RETRY_DELAY. A
     deletion never fails permanently: kopf would release the finalizer and orphan the OVH user.
     """
-    if error.retry in (Retry.ON_CHANGE, Retry.LATER) and not deleting:
+    if error.retry is Retry.ON_CHANGE and not deleting:
         return kopf.PermanentError(error.message)
+    if error.retry is Retry.LATER and not deleting:
+        return kopf.PermanentError(f"{error.message} (retried on the next spec change and every "
+                                   f"{settings.permanent_retry_delay:g}s)")
     delay = {
         Retry.SOON: settings.retry_delay,
         Retry.CONFLICT: settings.conflict_retry_delay,

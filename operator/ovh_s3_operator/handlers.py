@@ -10,8 +10,8 @@ import kopf
 
 from . import periodic
 from .config import Settings
-from .model import FINALIZER, GROUP, KIND, PLURAL, VERSION, Resource
-from .reconcile import finalize, reconcile
+from .model import FINALIZER, GROUP, PLURAL, VERSION, Resource
+from .reconcile import finalize
 from .runtime import Runtime
 from .secrets import MANAGED_BY, MANAGED_BY_LABEL
 
@@ -56,7 +56,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.create(*CR)
 @kopf.on.update(*CR, field="spec")
 async def converge(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    await reconcile(memo.runtime, Resource.from_body(body), logger, full=False)
+    await periodic.handled_by_kopf(memo.runtime, Resource.from_body(body), logger)
 
 
 @kopf.on.delete(*CR)
@@ -71,8 +71,6 @@ async def periodic_check(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kop
 
 
 @kopf.on.event("v1", "secrets", labels={MANAGED_BY_LABEL: MANAGED_BY})
-async def secret_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A managed Secret changed or vanished: let its owner's periodic check restore it now."""
-    for ref in body.get("metadata", {}).get("ownerReferences") or ():
-        if ref.get("kind") == KIND:
-            memo.runtime.wake(ref.get("uid"))
+async def secret_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A managed Secret was changed or deleted by someone else: restore it now."""
+    periodic.secret_event(memo.runtime, type, body)

@@ -16,6 +16,7 @@ from concurrent.futures import Executor
 from typing import Any, TypeVar, cast
 
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from .errors import InvalidSpec, KubernetesAPIError
@@ -56,6 +57,9 @@ class KubeClient:
         call = functools.partial(fn, *args)
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubernetesAPIError(f"Cannot reach the Kubernetes API ({type(exc).__name__}) to {what}; "
+                                     "retrying") from None
         except ApiException as exc:
             if exc.status == 404:
                 raise _Missing(what) from None
@@ -100,21 +104,26 @@ class KubeClient:
         except _Missing:
             return None
 
-    async def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> str:
+        """Create a Secret; returns its resourceVersion."""
         name = body["metadata"]["name"]
         try:
-            await self._run(f"create Secret {namespace}/{name}", self._core.create_namespaced_secret, namespace, body)
+            created = await self._run(f"create Secret {namespace}/{name}", self._core.create_namespaced_secret,
+                                      namespace, body)
         except KubernetesAPIError as error:
             if error.status == 422:
                 raise InvalidSpec(f"Kubernetes refused to create Secret {name}: check spec.secret.name") from None
             raise
+        return str(self._plain(created)["metadata"]["resourceVersion"])
 
-    async def patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    async def patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> str:
+        """Patch a Secret; returns its new resourceVersion."""
         try:
-            await self._run(f"patch Secret {namespace}/{name}", self._core.patch_namespaced_secret,
-                            name, namespace, patch)
+            patched = await self._run(f"patch Secret {namespace}/{name}", self._core.patch_namespaced_secret,
+                                      name, namespace, patch)
         except _Missing:
             raise KubernetesAPIError(f"Secret {namespace}/{name} was deleted while being updated; retrying") from None
+        return str(self._plain(patched)["metadata"]["resourceVersion"])
 
     async def delete_secret(self, namespace: str, name: str) -> None:
         with contextlib.suppress(_Missing):

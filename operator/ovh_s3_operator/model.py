@@ -19,6 +19,7 @@ KIND = "OVHObjectStorageUser"
 API_VERSION = f"{GROUP}/{VERSION}"
 FINALIZER = f"{GROUP}/ovh-user"
 DEFAULT_ROLES = ("objectstore_operator",)
+MARKER_PREFIX = "[osu:"
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -63,6 +64,13 @@ class Spec(BaseModel):
     grants: tuple[Grant, ...] = ()
     policy: dict[str, Any] | None = None
     secret: SecretRef = SecretRef()
+
+    @field_validator("description")
+    @classmethod
+    def _no_marker(cls, value: str) -> str:
+        if MARKER_PREFIX in value:
+            raise ValueError(f"must not contain {MARKER_PREFIX!r}: the operator appends its own marker")
+        return value
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -113,7 +121,7 @@ class Resource:
     @property
     def marker(self) -> str:
         """Appended to the OVH user description so that the operator can find its own user again."""
-        return f"[osu:{self.uid}]"
+        return f"{MARKER_PREFIX}{self.uid}]"
 
     def owner_reference(self) -> dict[str, Any]:
         return {

@@ -18,7 +18,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -51,6 +51,7 @@ from .errors import (
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_CAP = 120.0
+BeforeSend = Callable[[], Awaitable[None]]
 GONE_STATUSES = ("deleting", "deleted")
 
 
@@ -226,45 +227,34 @@ class OVHClient:
 
     # --- transport -----------------------------------------------------------------------------
 
-    async def _sync_clock(self) -> None:
-        """python-ovh reads ``/auth/time`` lazily on its first signed call: once here, not once per thread."""
-        async with self._clock_lock:
-            if self._clock_synced or self._settings.ovh_auth_mode != "application":
-                return
-            client = self._client
-            assert client is not None
-            await self._limiter.acquire()
-            await asyncio.get_running_loop().run_in_executor(self._executor, lambda: client.time_delta)
-            self._clock_synced = True
-
-    async def _send(self, method: str, path: str, data: Any = None) -> Any:
-        assert self._client is not None
-        call: Callable[[], Any] = functools.partial(self._client.call, method, path, data, True)
+    async def _wait_pause(self) -> None:
         # OVH said Retry-After: every call waits, not only the refused one (the pause may grow meanwhile).
         while (pause := self._paused_until - time.monotonic()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(pause)
-        if not self._clock_synced:
-            await self._sync_clock()
+
+    async def _send(self, fn: Callable[[], Any], before_send: BeforeSend | None) -> Any:
+        await self._wait_pause()
         await self._limiter.acquire()
+        await self._wait_pause()  # a 429 may have come while this call waited for the limiter
+        if before_send is not None:
+            await before_send()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
         except ovh_errors.APIError as exc:
-            hinted = retry_after(exc) if _status_code(exc) == 429 else None
+            hinted = retry_after(exc)
             if hinted:
                 self._paused_until = max(self._paused_until, time.monotonic() + hinted)
             raise
 
-    async def call(self, method: str, path: str, data: Any = None, *, idempotent: bool = True) -> Any:
-        """One OVH API call with retries; raises :class:`NotFound` on 404 and typed errors otherwise."""
-        if self._config_error is not None:
-            raise self._config_error
+    async def _retrying(self, what: str, fn: Callable[[], Any], *, idempotent: bool,
+                        before_send: BeforeSend | None = None) -> Any:
         settings = self._settings
 
         def log_retry(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             assert exc is not None and state.next_action is not None
-            logger.warning("OVH %s %s failed with %s; retrying in %.1fs (attempt %d of %d)",
-                           method, path, describe_failure(exc), state.next_action.sleep,
+            logger.warning("OVH %s failed with %s; retrying in %.1fs (attempt %d of %d)",
+                           what, describe_failure(exc), state.next_action.sleep,
                            state.attempt_number + 1, settings.ovh_max_attempts)
 
         retrying = AsyncRetrying(
@@ -275,36 +265,65 @@ class OVHClient:
             reraise=True,
         )
         try:
-            return await retrying(self._send, method, path, data)
+            return await retrying(self._send, fn, before_send)
         except ovh_errors.ResourceNotFoundError:
-            raise NotFound(f"OVH answered 404 to {method} {path}; checking again") from None
+            raise NotFound(f"OVH answered 404 to {what}; checking again") from None
         except ovh_errors.APIError as exc:
-            raise self._translate(exc, method, path) from None
+            raise self._translate(exc, what) from None
 
-    def _translate(self, exc: ovh_errors.APIError, method: str, path: str) -> Exception:
-        what = f"{method} {path}"
+    async def _sync_clock(self, client: ovh.Client) -> None:
+        """python-ovh reads ``/auth/time`` lazily on its first signed call: once here, not once per thread."""
+        async with self._clock_lock:
+            if not self._clock_synced and self._settings.ovh_auth_mode == "application":
+                await self._retrying("GET /auth/time", lambda: client.time_delta, idempotent=True)
+            self._clock_synced = True
+
+    async def call(self, method: str, path: str, data: Any = None, *, idempotent: bool = True,
+                   before_send: BeforeSend | None = None) -> Any:
+        """One OVH API call with retries; raises :class:`NotFound` on 404 and typed errors otherwise.
+
+        ``before_send`` runs right before each attempt leaves (after any pause and the rate limiter).
+        """
+        if self._config_error is not None:
+            raise self._config_error
+        client = self._client
+        assert client is not None
+        if not self._clock_synced:
+            await self._sync_clock(client)
+        fn = functools.partial(client.call, method, path, data, True)
+        return await self._retrying(f"{method} {path}", fn, idempotent=idempotent, before_send=before_send)
+
+    def _translate(self, exc: ovh_errors.APIError, what: str) -> Exception:
+        status = _status_code(exc)
+        message = _ovh_message(exc)
         if isinstance(exc, ovh_errors.InvalidKey):
+            return OVHCredentialsRejected(f"OVH rejected the application key ({message}); check OVH_APPLICATION_KEY")
+        if isinstance(exc, ovh_errors.InvalidCredential | ovh_errors.NotCredential) or status == 401:
             return OVHCredentialsRejected(
-                f"OVH rejected the application key ({_ovh_message(exc)}); check OVH_APPLICATION_KEY"
+                f"OVH rejected the consumer key ({message}); check OVH_CONSUMER_KEY or create a new one"
             )
-        if isinstance(exc, ovh_errors.InvalidCredential | ovh_errors.NotCredential):
+        if isinstance(exc, ovh_errors.OAuth2FailureError):
             return OVHCredentialsRejected(
-                f"OVH rejected the consumer key ({_ovh_message(exc)}); check OVH_CONSUMER_KEY or create a new one"
+                f"OVH refused the OAuth2 client ({message}); check OVH_CLIENT_ID and OVH_CLIENT_SECRET"
             )
-        if isinstance(exc, ovh_errors.NotGrantedCall | ovh_errors.Forbidden):
+        if isinstance(exc, ovh_errors.NotGrantedCall | ovh_errors.Forbidden) or status == 403:
             return OVHCredentialsRejected(
-                f"The OVH credentials may not call {what} ({_ovh_message(exc)}); "
+                f"The OVH credentials may not call {what} ({message}); "
                 "grant the consumer key GET/POST/DELETE on /cloud/project/*"
             )
         if isinstance(exc, ovh_errors.BadParametersError):
-            message = _ovh_message(exc)
-            if "signature" in message.lower() or "timestamp" in message.lower():
+            if "signature" in message.lower() or "time" in message.lower():
                 return OVHCredentialsRejected(
                     f"OVH rejected the request signature ({message}); check OVH_APPLICATION_SECRET"
                 )
             return OVHRejected(f"OVH refused {what}: {message}")
         if isinstance(exc, ovh_errors.ResourceConflictError):
-            return OVHConflict(f"OVH answered 409 to {what}: {_ovh_message(exc)}")
+            return OVHConflict(f"OVH answered 409 to {what}: {message}")
+        if isinstance(exc, ovh_errors.ResourceExpiredError):
+            return OVHProjectError(f"OVH says the project has expired or is suspended ({message}); check it "
+                                   "in the OVH console")
+        if status is not None and 400 <= status < 500 and status not in (408, 425, 429):
+            return OVHRejected(f"OVH refused {what} with HTTP {status}: {message}")
         attempts = self._settings.ovh_max_attempts if is_retryable(exc, idempotent=True) else 1
         return OVHUnavailable(
             f"OVH answered {what} with {describe_failure(exc)}"
@@ -371,10 +390,12 @@ class OVHClient:
         except NotFound:
             return None
 
-    async def create_user(self, description: str, roles: tuple[str, ...]) -> OVHUser:
-        """Create a user (answer's password is dropped); it starts in status ``creating``."""
+    async def create_user(self, description: str, roles: tuple[str, ...], *,
+                          before_send: BeforeSend | None = None) -> OVHUser:
+        """Create a user (the answer's password is dropped); it starts in status ``creating``."""
         raw = await self.call("POST", await self._project_path("/user"),
-                              {"description": description, "roles": list(roles)}, idempotent=False)
+                              {"description": description, "roles": list(roles)}, idempotent=False,
+                              before_send=before_send)
         return OVHUser.from_api(raw)
 
     async def delete_user(self, user_id: int) -> bool:
@@ -386,13 +407,12 @@ class OVHClient:
         return True
 
     async def wait_user_ready(self, user_id: int, timeout: float) -> OVHUser | None:
-        """Poll until the user is ``ok`` (returned), gone (None) or ``timeout`` passes (UserNotReady)."""
+        """Poll until the user is ``ok`` or going away (returned), unknown (None), or ``timeout`` passes
+        (UserNotReady)."""
         deadline = time.monotonic() + timeout
         while True:
             user = await self.get_user(user_id)
-            if user is None or user.status in GONE_STATUSES:
-                return None
-            if user.status == "ok":
+            if user is None or user.status == "ok" or user.status in GONE_STATUSES:
                 return user
             if time.monotonic() >= deadline:
                 raise UserNotReady(f"OVH user {user_id} is still {user.status!r}; waiting for it to be ok")

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Mapping
+from typing import Any
 
 import kopf
 
-from .model import Resource
+from .model import KIND, Resource
 from .reconcile import is_ready, reconcile
 from .runtime import Runtime
 
@@ -43,28 +45,53 @@ async def _sleep(stopped: kopf.DaemonStopped, wakeup: asyncio.Event, seconds: fl
     return woken
 
 
+async def handled_by_kopf(runtime: Runtime, resource: Resource, logger: kopf.Logger) -> None:
+    """Reconcile from a kopf change handler, noting whether kopf will retry it soon by itself."""
+    try:
+        await reconcile(runtime, resource, logger, full=False)
+    except kopf.TemporaryError:
+        runtime.kopf_retrying.add(resource.uid)
+        raise
+    except kopf.PermanentError:
+        runtime.kopf_retrying.discard(resource.uid)
+        raise
+    runtime.kopf_retrying.discard(resource.uid)
+
+
+def secret_event(runtime: Runtime, event_type: str | None, body: Mapping[str, Any]) -> None:
+    """Wake the owner's check when someone else changed or deleted its Secret (not for the operator's
+    own writes, nor for kopf's initial listing of existing Secrets)."""
+    if event_type is None:
+        return
+    meta = body.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or ():
+        uid = ref.get("uid")
+        if ref.get("kind") != KIND or not uid:
+            continue
+        if event_type == "DELETED" or runtime.written_secrets.get(uid) != meta.get("resourceVersion"):
+            runtime.wake(uid)
+
+
 async def run(runtime: Runtime, body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger) -> None:
     settings = runtime.settings
     resource = Resource.from_body(body)
     wakeup = runtime.wakeup(resource.uid)
     delay = (_next_delay(runtime, is_ready(resource)) or IDLE_RECHECK) * random.uniform(0.1, 1.0)
-    retrying = False  # whether the last failure was this loop's own (kopf retries its handlers' failures)
+    retrying = False  # whether this loop is retrying a failure of its own
     while not stopped:
         woken = await _sleep(stopped, wakeup, delay)
         if stopped:
             return
         resource = Resource.from_body(body)
-        ready_before = is_ready(resource)
-        if not (woken or retrying) and _next_delay(runtime, ready_before) is None:
+        if not (woken or retrying) and _next_delay(runtime, is_ready(resource)) is None:
             delay = IDLE_RECHECK
             continue
         try:
             next_delay = _next_delay(runtime, await reconcile(runtime, resource, logger, full=not woken))
             retrying = False
         except kopf.TemporaryError as error:
-            # A failed check of a Ready resource (or a wake-up) is this loop's to retry soon; a resource
-            # that was not Ready already has a kopf handler retrying it.
-            retrying = retrying or ready_before or woken
+            # Retry soon unless a kopf handler is already doing so for this resource.
+            retrying = resource.uid not in runtime.kopf_retrying
             next_delay = error.delay if retrying else settings.permanent_retry_delay
         except kopf.PermanentError:
             retrying, next_delay = False, settings.permanent_retry_delay

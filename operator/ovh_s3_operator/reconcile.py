@@ -143,8 +143,8 @@ def user_description(spec: Spec, resource: Resource) -> str:
 
 
 def _own(users: list[OVHUser], resource: Resource) -> list[OVHUser]:
-    """Live OVH users carrying this resource's marker, oldest first."""
-    own = [u for u in users if resource.marker in u.description and u.status not in GONE_STATUSES]
+    """Live OVH users whose description ends with this resource's marker, oldest first."""
+    own = [u for u in users if u.description.endswith(f" {resource.marker}") and u.status not in GONE_STATUSES]
     return sorted(own, key=lambda u: u.id)
 
 
@@ -213,8 +213,8 @@ async def _converge(runtime: Runtime, resource: Resource, status: Status, journa
     access, secret, extra_keys = await _ensure_key(runtime.ovh, user, status, observed, journal)
 
     if secret is not None or observed is None or not observed.up_to_date(access, region):
-        await secrets.write(runtime.kube, resource, secret_name, observed,
-                            access=access, secret=secret, region=region)
+        runtime.written_secrets[resource.uid] = await secrets.write(
+            runtime.kube, resource, secret_name, observed, access=access, secret=secret, region=region)
         journal.note("SecretWritten", f"Wrote the S3 credentials of OVH user {user.id} to Secret {secret_name}")
     previous_secret = status.get("secretName")
     if (previous_secret and previous_secret != secret_name
@@ -246,7 +246,7 @@ async def _ensure_user(runtime: Runtime, resource: Resource, status: Status, spe
                        journal: Journal) -> OVHUser:
     ovh, settings = runtime.ovh, runtime.settings
     requested_age = _age(status.get("userRequestedAt"))
-    just_requested = requested_age is not None and requested_age < settings.ovh_consistency_delay
+    just_requested = requested_age is not None and requested_age < settings.creation_window
     user: OVHUser | None = None
     user_id = status.get("userId")
     if user_id:
@@ -305,14 +305,18 @@ async def _wait_until_ok(runtime: Runtime, user: OVHUser) -> OVHUser:
         raise
     if ready is None:
         raise UserNotReady(f"OVH does not show user {user.id} yet; retrying")
+    if ready.status in GONE_STATUSES:
+        raise UserNotReady(f"OVH user {user.id} is being deleted outside the operator; it will be replaced")
     return ready
 
 
 async def _create_user(runtime: Runtime, resource: Resource, status: Status, spec: Spec,
                        journal: Journal) -> OVHUser:
-    await status.record(userRequestedAt=_timestamp())
+    async def record_request() -> None:  # right before the request leaves, after any wait for the limiter
+        await status.record(userRequestedAt=_timestamp())
+
     try:
-        user = await runtime.ovh.create_user(user_description(spec, resource), spec.roles)
+        user = await runtime.ovh.create_user(user_description(spec, resource), spec.roles, before_send=record_request)
     except (OVHRejected, OVHCredentialsRejected, OVHCredentialsMissing, OVHProjectError):
         await status.record(userRequestedAt=None)  # OVH refused: nothing was created
         raise
@@ -358,12 +362,15 @@ async def _delete_duplicates(runtime: Runtime, resource: Resource, user: OVHUser
     Uses the shared user listing (refreshed at most once per drift interval) and spares users younger
     than the consistency delay, which the recorded user may not know about yet.
     """
-    listing = await runtime.ovh.list_users(max_age=runtime.settings.drift_interval)
-    for other in _own(listing, resource):
-        age = _age(other.creation_date)
-        if other.id != user.id and (age is None or age > runtime.settings.ovh_consistency_delay):
-            await runtime.ovh.delete_user(other.id)
-            journal.note("UserDeleted", f"Deleted duplicate OVH user {other.id} (same marker as {user.id})")
+    try:
+        listing = await runtime.ovh.list_users(max_age=runtime.settings.drift_interval)
+        for other in _own(listing, resource):
+            age = _age(other.creation_date)
+            old_enough = age is not None and age > runtime.settings.creation_window
+            if other.id != user.id and old_enough and await runtime.ovh.delete_user(other.id):
+                journal.note("UserDeleted", f"Deleted duplicate OVH user {other.id} (same marker as {user.id})")
+    except OperatorError as error:  # best effort: the resource itself is fine
+        journal.logger.warning("Could not clean up duplicate OVH users: %s", error.message)
 
 
 async def finalize(runtime: Runtime, resource: Resource, logger: kopf.Logger) -> None:
@@ -389,17 +396,17 @@ async def finalize(runtime: Runtime, resource: Resource, logger: kopf.Logger) ->
 
 async def _delete_users(runtime: Runtime, resource: Resource, status: Status, journal: Journal) -> None:
     ovh, settings = runtime.ovh, runtime.settings
-    recorded = status.get("userId")
-    requested = status.get("userRequestedAt")
-    if not recorded and not requested:
+    recorded = int(status.get("userId") or 0)
+    requested_age = _age(status.get("userRequestedAt"))
+    if not recorded and requested_age is None:
         journal.note("NothingToDelete", "No OVH user was created for this resource; nothing to delete in OVH")
         return
-    user_ids = {int(recorded)} if recorded else set()
-    user_ids |= {u.id for u in _own(await ovh.list_users(), resource)}
+    listed = {u.id for u in _own(await ovh.list_users(), resource)}
+    if requested_age is not None and requested_age < settings.creation_window and recorded not in listed:
+        # OVH may not show a just-created user yet: deleting now could leave it behind.
+        raise UserNotReady("Waiting to see whether OVH created a user for this resource", reason=DELETING)
+    user_ids = listed | ({recorded} if recorded else set())
     if not user_ids:
-        age = _age(requested)
-        if age is not None and age < settings.ovh_consistency_delay + settings.ovh_request_timeout:
-            raise UserNotReady("Waiting to see whether OVH created a user for this resource", reason=DELETING)
         journal.note("NothingToDelete", "OVH shows no user for this resource; nothing to delete in OVH")
         return
     for user_id in sorted(user_ids):

@@ -19,6 +19,10 @@ class Runtime:
     executors: tuple[ThreadPoolExecutor, ...]
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
+    written_secrets: dict[str, str] = field(default_factory=dict)
+    """resourceVersion of the Secret each resource last wrote (to skip the watch events of own writes)."""
+    kopf_retrying: set[str] = field(default_factory=set)
+    """Resources whose kopf change handler failed temporarily: kopf retries those soon by itself."""
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -49,3 +53,5 @@ class Runtime:
     def forget(self, uid: str) -> None:
         self._locks.pop(uid, None)
         self._wakeups.pop(uid, None)
+        self.written_secrets.pop(uid, None)
+        self.kopf_retrying.discard(uid)

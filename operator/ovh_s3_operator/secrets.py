@@ -103,8 +103,8 @@ async def read(kube: KubeClient, resource: Resource, name: str) -> ObservedSecre
 
 
 async def write(kube: KubeClient, resource: Resource, name: str, existing: ObservedSecret | None, *,
-                access: str, secret: str | None, region: str) -> None:
-    """Create the Secret or patch the operator's keys into it.
+                access: str, secret: str | None, region: str) -> str:
+    """Create the Secret or patch the operator's keys into it; returns its resourceVersion.
 
     ``secret`` may be None only when ``existing`` already holds ``access`` and its secret intact:
     then only the endpoint, region and metadata are patched.
@@ -121,13 +121,12 @@ async def write(kube: KubeClient, resource: Resource, name: str, existing: Obser
         body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata,
                 "data": _encode(values)}
         try:
-            await kube.create_secret(resource.namespace, body)
-            return
+            return await kube.create_secret(resource.namespace, body)
         except AlreadyExists:
             # Created meanwhile (e.g. by an earlier attempt): only take it over if it is ours.
             await read(kube, resource, name)
     patch_meta = {key: value for key, value in metadata.items() if key not in ("name", "namespace")}
-    await kube.patch_secret(resource.namespace, name, {"metadata": patch_meta, "data": _encode(values)})
+    return await kube.patch_secret(resource.namespace, name, {"metadata": patch_meta, "data": _encode(values)})
 
 
 async def delete_if_owned(kube: KubeClient, resource: Resource, name: str) -> bool:

@@ -165,3 +165,21 @@ def test_spec_changed_while_creating(world: World) -> None:
     [user] = world.ovh_users(uid)
     assert "new-bucket" in user["policy"]
     assert "old-bucket" not in user["policy"]
+
+
+def test_description_may_not_carry_a_marker(world: World) -> None:
+    world.start_operator()
+    fail_then_delete(world, "copycat", {"description": "copied [osu:1234]"}, "InvalidSpec",
+                     "spec.description: Value error, must not contain '[osu:'")
+
+
+def test_users_that_only_mention_a_marker_are_not_adopted_or_deleted(world: World) -> None:
+    world.start_operator()
+    uid = world.create("owner", {})["metadata"]["uid"]
+    world.wait_ready("owner")
+    # Someone creates a user by hand whose description quotes the marker (not at its end).
+    stranger = world.ovh.post(f"{world.project}/user", description=f"see [osu:{uid}] for details",
+                              roles=["objectstore_operator"])
+    world.delete("owner")
+    world.wait_gone("owner")
+    assert world.stack.ovh.user(stranger["id"]) is not None

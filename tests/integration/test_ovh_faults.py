@@ -166,3 +166,24 @@ def test_ovh_rate_limit_429s_converge(world: World) -> None:
     assert statuses.count(429) > 0
     assert statuses.count(429) <= 2 * (len(statuses) - statuses.count(429))
 
+
+
+def test_delete_right_after_creation_while_ovh_hides_the_user(world: World) -> None:
+    world.stack.ovh.visibility_delay = 3.0
+    world.start_operator()
+    uid = world.create("hidden", GRANTS)["metadata"]["uid"]
+    wait_for(lambda: (world.get("hidden") or {}).get("status", {}).get("userId"), 20, what="the user id")
+    world.delete("hidden")
+    world.wait_gone("hidden")
+    assert world.ovh_users(uid) == []
+
+
+def test_create_delayed_by_retry_after_then_lost_makes_one_user(world: World) -> None:
+    world.stack.ovh.visibility_delay = 1.5
+    world.start_operator({"OVH_S3_OPERATOR_OVH_REQUEST_TIMEOUT": "1"})
+    world.stack.ovh.add_fault(method="POST", path=r"/user$", status=429, retry_after=3)
+    world.stack.ovh.add_fault(method="POST", path=r"/user$", reset=True, after=True)  # processed, answer lost
+    world.create("delayed", GRANTS)
+    world.assert_consistent(["delayed"])
+    time.sleep(2)
+    world.assert_consistent(["delayed"])
