@@ -17,7 +17,7 @@ from ovh_s3_operator.errors import (
     OVHRejected,
     OVHUnavailable,
 )
-from ovh_s3_operator.ovh_api import NotFound, OVHClient, is_retryable, retry_after
+from ovh_s3_operator.ovh_api import NotFound, OVHClient, build_client, is_retryable, retry_after
 
 
 def response(status: int, **headers: str) -> requests.Response:
@@ -176,3 +176,21 @@ async def test_user_listing_can_be_shared(mocker: MockerFixture, executor: Threa
     await client.list_users(max_age=60)
     await client.list_users()
     assert call.call_count == 2
+
+
+def test_oauth2_credentials_build_an_oauth2_client() -> None:
+    client = build_client(settings(OVH_ENDPOINT="ovh-eu", OVH_APPLICATION_KEY=None, OVH_APPLICATION_SECRET=None,
+                                   OVH_CONSUMER_KEY=None, OVH_CLIENT_ID="cid", OVH_CLIENT_SECRET="csecret"))
+    assert client._oauth2 is not None
+    assert client._application_key is None
+
+
+def test_oauth2_needs_a_known_endpoint() -> None:
+    with pytest.raises(OVHCredentialsMissing, match="OAuth2 authentication is not compatible"):
+        build_client(settings(OVH_APPLICATION_KEY=None, OVH_APPLICATION_SECRET=None, OVH_CONSUMER_KEY=None,
+                              OVH_CLIENT_ID="cid", OVH_CLIENT_SECRET="csecret"))
+
+
+def test_unknown_endpoint_name_is_reported() -> None:
+    with pytest.raises(OVHCredentialsMissing, match="OVH_ENDPOINT 'ovh-mars' is neither a URL"):
+        build_client(settings(OVH_ENDPOINT="ovh-mars"))
