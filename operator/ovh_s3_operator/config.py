@@ -91,9 +91,9 @@ class Settings(BaseSettings):
         """Names of the variables to set when no complete set of OVH credentials is configured."""
         if self.ovh_auth_mode is not None:
             return []
-        if self.ovh_client_id or self.ovh_client_secret:
-            return [name for name, value in (("OVH_CLIENT_ID", self.ovh_client_id),
-                                              ("OVH_CLIENT_SECRET", self.ovh_client_secret)) if not value]
-        return [name for name, value in (("OVH_APPLICATION_KEY", self.ovh_application_key),
-                                          ("OVH_APPLICATION_SECRET", self.ovh_application_secret),
-                                          ("OVH_CONSUMER_KEY", self.ovh_consumer_key)) if not value]
+        required = ({"OVH_CLIENT_ID": self.ovh_client_id, "OVH_CLIENT_SECRET": self.ovh_client_secret}
+                    if self.ovh_client_id or self.ovh_client_secret else
+                    {"OVH_APPLICATION_KEY": self.ovh_application_key,
+                     "OVH_APPLICATION_SECRET": self.ovh_application_secret,
+                     "OVH_CONSUMER_KEY": self.ovh_consumer_key})
+        return [name for name, value in required.items() if not value]

@@ -27,6 +27,7 @@ from typing import Any
 import ovh
 import ovh.exceptions as ovh_errors
 import requests
+import urllib3
 from aiolimiter import AsyncLimiter
 from tenacity import (
     AsyncRetrying,
@@ -96,12 +97,13 @@ def _status_code(exc: BaseException) -> int | None:
 
 
 def _provably_not_sent(exc: BaseException) -> bool:
-    """True for network failures where the request cannot have reached OVH."""
+    """True for network failures where the request cannot have reached OVH (no connection was made)."""
     cause = exc.args[1] if isinstance(exc, ovh_errors.HTTPError) and len(exc.args) > 1 else None
-    return isinstance(cause, requests.exceptions.ConnectTimeout) or (
-        isinstance(cause, requests.exceptions.ConnectionError)
-        and "NewConnectionError" in repr(cause)
-    )
+    if isinstance(cause, requests.exceptions.ConnectTimeout):
+        return True
+    reason = getattr(cause.args[0], "reason", None) if isinstance(cause, requests.exceptions.ConnectionError) \
+        and cause.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
 def is_retryable(exc: BaseException, *, idempotent: bool) -> bool:
@@ -269,7 +271,7 @@ class OVHClient:
         except ovh_errors.ResourceNotFoundError:
             raise NotFound(f"OVH answered 404 to {what}; checking again") from None
         except ovh_errors.APIError as exc:
-            raise self._translate(exc, what) from None
+            raise self._translate(exc, what, attempts=retrying.statistics.get("attempt_number", 1)) from None
 
     async def _sync_clock(self, client: ovh.Client) -> None:
         """python-ovh reads ``/auth/time`` lazily on its first signed call: once here, not once per thread."""
@@ -293,7 +295,7 @@ class OVHClient:
         fn = functools.partial(client.call, method, path, data, True)
         return await self._retrying(f"{method} {path}", fn, idempotent=idempotent, before_send=before_send)
 
-    def _translate(self, exc: ovh_errors.APIError, what: str) -> Exception:
+    def _translate(self, exc: ovh_errors.APIError, what: str, *, attempts: int) -> Exception:
         status = _status_code(exc)
         message = _ovh_message(exc)
         if isinstance(exc, ovh_errors.InvalidKey):
@@ -324,7 +326,6 @@ class OVHClient:
                                    "in the OVH console")
         if status is not None and 400 <= status < 500 and status not in (408, 425, 429):
             return OVHRejected(f"OVH refused {what} with HTTP {status}: {message}")
-        attempts = self._settings.ovh_max_attempts if is_retryable(exc, idempotent=True) else 1
         return OVHUnavailable(
             f"OVH answered {what} with {describe_failure(exc)}"
             + (f" {attempts} times" if attempts > 1 else "")
@@ -406,26 +407,28 @@ class OVHClient:
             return False
         return True
 
-    async def wait_user_ready(self, user_id: int, timeout: float) -> OVHUser | None:
-        """Poll until the user is ``ok`` or going away (returned), unknown (None), or ``timeout`` passes
-        (UserNotReady)."""
+    async def _poll_user(self, user_id: int, timeout: float,
+                         settled: Callable[[OVHUser | None], bool]) -> tuple[bool, OVHUser | None]:
+        """Read the user every poll interval until ``settled`` holds or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
-        while True:
-            user = await self.get_user(user_id)
-            if user is None or user.status == "ok" or user.status in GONE_STATUSES:
-                return user
-            if time.monotonic() >= deadline:
-                raise UserNotReady(f"OVH user {user_id} is still {user.status!r}; waiting for it to be ok")
+        while not settled(user := await self.get_user(user_id)) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(self._settings.user_poll_interval)
+        return settled(user), user
+
+    async def wait_user_ready(self, user_id: int, timeout: float) -> OVHUser | None:
+        """Poll until the user is ``ok`` or going away (returned) or unknown (None); UserNotReady after
+        ``timeout``."""
+        done, user = await self._poll_user(
+            user_id, timeout, lambda u: u is None or u.status == "ok" or u.status in GONE_STATUSES)
+        if not done:
+            assert user is not None
+            raise UserNotReady(f"OVH user {user_id} is still {user.status!r}; waiting for it to be ok")
+        return user
 
     async def wait_user_gone(self, user_id: int, timeout: float) -> bool:
-        """Poll until OVH answers 404 for the user; False if it still exists after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while (user := await self.get_user(user_id)) is not None and user.status != "deleted":
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(self._settings.user_poll_interval)
-        return True
+        """Poll until OVH answers 404 (or ``deleted``) for the user; False if it still exists after ``timeout``."""
+        done, _ = await self._poll_user(user_id, timeout, lambda u: u is None or u.status == "deleted")
+        return done
 
     # --- S3 credentials ------------------------------------------------------------------------
 

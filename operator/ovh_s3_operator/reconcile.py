@@ -264,10 +264,8 @@ async def _ensure_user(runtime: Runtime, resource: Resource, status: Status, spe
         own = _own(await ovh.list_users(), resource)
         if own:
             user = own[0]
-            for duplicate in own[1:]:
-                await ovh.delete_user(duplicate.id)
-                journal.note("UserDeleted", f"Deleted duplicate OVH user {duplicate.id} (same marker as {user.id})")
             journal.note("UserAdopted", f"Adopted OVH user {user.id}, found by the marker in its description")
+            await _delete_others(ovh, own, user, journal)
             await status.record(userId=user.id, username=user.username)
         elif just_requested:
             raise UserNotReady("An earlier OVH user creation may not be visible yet; checking again shortly")
@@ -356,20 +354,24 @@ async def _ensure_key(ovh: OVHClient, user: OVHUser, status: Status, observed: s
     return access, secret, [k for k in keys if k != access]
 
 
-async def _delete_duplicates(runtime: Runtime, resource: Resource, user: OVHUser, journal: Journal) -> None:
-    """Delete other users with this resource's marker: left by an answer lost while OVH hid the user.
+async def _delete_others(ovh: OVHClient, own: list[OVHUser], keep: OVHUser, journal: Journal) -> None:
+    """Delete the resource's users other than ``keep``: duplicates left by an answer lost while OVH hid
+    the user."""
+    for other in own:
+        if other.id != keep.id and await ovh.delete_user(other.id):
+            journal.note("UserDeleted", f"Deleted duplicate OVH user {other.id} (same marker as {keep.id})")
 
-    Uses the shared user listing (refreshed at most once per drift interval) and spares users younger
-    than the consistency delay, which the recorded user may not know about yet.
-    """
+
+async def _delete_duplicates(runtime: Runtime, resource: Resource, user: OVHUser, journal: Journal) -> None:
+    """The drift check's duplicate cleanup, best effort, from the shared user listing (refreshed at most
+    once per drift interval). Users younger than the creation window are spared: a listing that old
+    cannot tell them apart from one still being adopted."""
     try:
         listing = await runtime.ovh.list_users(max_age=runtime.settings.drift_interval)
-        for other in _own(listing, resource):
-            age = _age(other.creation_date)
-            old_enough = age is not None and age > runtime.settings.creation_window
-            if other.id != user.id and old_enough and await runtime.ovh.delete_user(other.id):
-                journal.note("UserDeleted", f"Deleted duplicate OVH user {other.id} (same marker as {user.id})")
-    except OperatorError as error:  # best effort: the resource itself is fine
+        old = [u for u in _own(listing, resource)
+               if (age := _age(u.creation_date)) is not None and age > runtime.settings.creation_window]
+        await _delete_others(runtime.ovh, old, user, journal)
+    except OperatorError as error:  # the resource itself is fine
         journal.logger.warning("Could not clean up duplicate OVH users: %s", error.message)
 
 

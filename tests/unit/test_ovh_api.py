@@ -50,8 +50,12 @@ def executor(mocker: MockerFixture) -> ThreadPoolExecutor:
 
 
 def connect_error() -> ovh_errors.HTTPError:
-    cause = requests.exceptions.ConnectionError("HTTPConnectionPool: NewConnectionError('refused')")
-    return ovh_errors.HTTPError("Low HTTP request failed error", cause)
+    """What python-ovh raises when nothing listens: the request never left."""
+    try:
+        requests.get("http://127.0.0.1:1/", timeout=5)
+    except requests.exceptions.ConnectionError as cause:
+        return ovh_errors.HTTPError("Low HTTP request failed error", cause)
+    raise AssertionError("something listens on port 1")
 
 
 @pytest.mark.parametrize(("exc", "idempotent", "expected"), [
@@ -95,7 +99,7 @@ async def test_create_is_not_repeated_after_an_ambiguous_failure(
         mocker: MockerFixture, executor: ThreadPoolExecutor) -> None:
     client = OVHClient(settings(), executor)
     call = mocker.patch.object(client._client, "call", side_effect=api_error(502))
-    with pytest.raises(OVHUnavailable):
+    with pytest.raises(OVHUnavailable, match=r"with HTTP 502; the operator keeps retrying"):  # not "5 times"
         await client.create_user("d", ("objectstore_operator",))
     assert call.call_count == 1
 
