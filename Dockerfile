@@ -3,7 +3,6 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY crds ./crds
-COPY examples ./examples
 COPY operator ./operator
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

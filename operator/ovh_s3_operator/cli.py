@@ -1,12 +1,18 @@
-"""``ovh-s3-operator``: run the operator, the local sandbox, or the guided demo."""
+"""``ovh-s3-operator``: run the operator; ``sandbox`` and ``demo`` come with ovh-s3-operator-sandbox."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 import kopf
+
+SANDBOX_COMMANDS = {
+    "sandbox": "start a local Kubernetes API emulator and OVH API sandbox (and the operator)",
+    "demo": "walk the whole lifecycle on the sandbox and narrate it",
+}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -22,16 +28,16 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sandbox(args: argparse.Namespace) -> int:
-    from .sandbox.runner import run_sandbox
-
-    return run_sandbox(args)
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from .sandbox.demo import run_demo
-
-    return run_demo(args)
+def _sandbox_command(command: str, args: Sequence[str]) -> int:
+    try:
+        sandbox_cli = importlib.import_module("ovh_s3_operator_sandbox.cli")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] != "ovh_s3_operator_sandbox":
+            raise
+        print(f"'ovh-s3-operator {command}' needs the sandbox: pip install ovh-s3-operator-sandbox "
+              "(from a checkout: pip install ./sandbox)", file=sys.stderr)
+        return 2
+    return int(sandbox_cli.main([command, *args]))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,35 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     run.set_defaults(func=_run)
 
-    sandbox = commands.add_parser(
-        "sandbox", help="start a local Kubernetes API emulator and OVH API sandbox (and the operator)")
-    sandbox.add_argument("--state-dir", required=True, help="where to write kubeconfig and ovh.env")
-    sandbox.add_argument("--ovh-latency", type=float, default=0.05, metavar="S",
-                         help="seconds added to every OVH API answer (default 0.05)")
-    sandbox.add_argument("--ovh-activation", type=float, default=2.0, metavar="S",
-                         help="seconds a new OVH user stays 'creating' (default 2)")
-    sandbox.add_argument("--ovh-rate-limit", type=float, default=None, metavar="N",
-                         help="OVH requests per second before answering 429 (default: unlimited)")
-    sandbox.add_argument("--no-operator", action="store_true", help="do not start the operator")
-    sandbox.add_argument("--kube-port", type=int, default=0, help="port of the Kubernetes API (default: random)")
-    sandbox.add_argument("--ovh-port", type=int, default=0, help="port of the OVH API (default: random)")
-    sandbox.set_defaults(func=_sandbox)
-
-    demo = commands.add_parser("demo", help="walk the whole lifecycle on the sandbox and narrate it")
-    demo.add_argument("--state-dir", help="keep the sandbox files here (default: a temporary directory)")
-    demo.set_defaults(func=_demo)
+    for name, help_text in SANDBOX_COMMANDS.items():  # listed here, parsed by the sandbox package
+        commands.add_parser(name, help=help_text)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in {"kmock", "aiohttp", "jsonpatch", "jsonschema"}:
-            print(f"{args.command} needs the sandbox extra: pip install 'ovh-s3-operator[sandbox]'", file=sys.stderr)
-            return 2
-        raise
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in SANDBOX_COMMANDS:
+        return _sandbox_command(arguments[0], arguments[1:])
+    args = build_parser().parse_args(arguments)
+    return int(args.func(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,7 +24,8 @@ def _ovh(name: str) -> AliasChoices:
 class Settings(BaseSettings):
     """Everything the operator reads from its environment."""
 
-    model_config = SettingsConfigDict(env_prefix="OVH_S3_OPERATOR_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="OVH_S3_OPERATOR_", extra="ignore", frozen=True,
+                                      populate_by_name=True)
 
     # --- OVH API access (python-ovh names) ---------------------------------------------------
     ovh_endpoint: str = Field("ovh-eu", validation_alias=_ovh("ENDPOINT"))
@@ -37,7 +38,9 @@ class Settings(BaseSettings):
 
     # --- OVH client behaviour ------------------------------------------------------------------
     ovh_requests_per_second: float = Field(1.0, gt=0)
-    """Client-side rate limit shared by all resources (OVH's fair use is about 60 requests a minute)."""
+    """Sustained client-side rate of OVH calls, shared by all resources (OVH's fair use is about 60 a minute)."""
+    ovh_burst: int = Field(60, ge=1)
+    """Calls that may go at once before the sustained rate applies (the token bucket's size)."""
     ovh_max_attempts: int = Field(5, ge=1)
     """Attempts per OVH call for retryable failures (429, 5xx, network) before giving up."""
     ovh_request_timeout: float = Field(30.0, gt=0)
@@ -46,13 +49,14 @@ class Settings(BaseSettings):
     ovh_backoff_max: float = Field(30.0, gt=0)
     workers: int = Field(8, ge=1)
     """Threads for blocking calls, for each of the two APIs."""
+    max_concurrent_reconciles: int = Field(16, ge=1)
+    """Resources reconciled at the same time; the others wait their turn, namespace by namespace."""
 
     # --- reconciliation ------------------------------------------------------------------------
     user_ready_timeout: float = Field(600.0, gt=0)
     """How long a new OVH user may stay in 'creating' before the resource reports it."""
     user_poll_interval: float = Field(2.0, gt=0)
-    user_wait_per_attempt: float = Field(30.0, gt=0)
-    """How long one reconcile waits for creating→ok (or deleting→gone) before yielding and retrying."""
+    """Seconds between looks at an OVH user that should be ready (or gone) by now."""
     ovh_consistency_delay: float = Field(30.0, ge=0)
     """How long a just-created OVH user may be invisible to reads before the operator concludes it is gone."""
     retry_delay: float = Field(10.0, gt=0)
@@ -62,7 +66,9 @@ class Settings(BaseSettings):
     permanent_retry_delay: float = Field(900.0, gt=0)
     """Delay before retrying after a failure that needs a human (credentials rejected, OVH 400)."""
     drift_interval: float = Field(1800.0, ge=0)
-    """Seconds between drift checks against OVH per resource (0 disables the timer)."""
+    """Seconds between drift checks against OVH per resource (0 disables them)."""
+    cluster_id: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{1,64}$")
+    """Marks the OVH users of this cluster; default: the uid of the kube-system namespace."""
     default_region: str = "gra"
     regions: Annotated[tuple[str, ...], NoDecode] = DEFAULT_REGIONS
 

@@ -1,25 +1,25 @@
-"""Failures the operator reports, and the one place that maps them to kopf's retry behaviour.
+"""Every failure the operator knows, in one hierarchy.
 
-Every error carries a CamelCase ``reason`` and a short ``message`` that says what to fix; both go to
-the resource's Ready condition and the log, so neither may ever contain key material.
+Each error carries a CamelCase ``reason`` and a short ``message`` that says what to fix: both go to
+the resource's Ready condition, its events and the log, so neither may ever contain key material.
+``retry`` says what can make a new attempt succeed; :mod:`.controller` turns it into a delay.
+
+The adapters raise these and nothing else: :mod:`.ovh_api` for OVH (it alone decides whether a
+failed call provably created nothing), :mod:`.kube_api` for Kubernetes.
 """
 
 from __future__ import annotations
 
 import enum
 
-import kopf
-
-from .config import Settings
-
 
 class Retry(enum.Enum):
-    """When to try again after a failure."""
+    """What can make a new attempt succeed, and so when to make it."""
 
-    ON_CHANGE = "on-change"  # only a spec change can help
-    SOON = "soon"  # transient: OVH or Kubernetes hiccup
-    CONFLICT = "conflict"  # something outside the resource must change (e.g. a foreign Secret)
-    LATER = "later"  # a human must act outside the resource (credentials, OVH refusal)
+    ON_CHANGE = "on-change"  # a change of the resource (or of the access policies that apply to it)
+    SOON = "soon"  # a transient hiccup of OVH or Kubernetes
+    CONFLICT = "conflict"  # something outside the resource must change (a foreign Secret, a stuck OVH user)
+    LATER = "later"  # a human must act outside the cluster (OVH credentials, an OVH refusal)
 
 
 class OperatorError(Exception):
@@ -37,6 +37,9 @@ class OperatorError(Exception):
             self.retry = retry
 
 
+# --- the resource itself ------------------------------------------------------------------------
+
+
 class InvalidSpec(OperatorError):
     reason = "InvalidSpec"
     retry = Retry.ON_CHANGE
@@ -47,37 +50,86 @@ class SecretConflict(OperatorError):
     retry = Retry.CONFLICT
 
 
-class OVHCredentialsMissing(OperatorError):
+class UserNotReady(OperatorError):
+    """The OVH user is not usable yet (still ``creating``, or not visible yet after its creation)."""
+
+    reason = "UserNotReady"
+
+
+# --- OVH ----------------------------------------------------------------------------------------
+
+
+class OVHError(OperatorError):
+    """A failed OVH call.
+
+    ``nothing_created`` is True only when OVH provably did not act on the request: it refused it
+    (an answer in the 4xx range) or the request never left (no connection). A lost answer, a
+    timeout or a 5xx leave it False: the call may have taken effect.
+    """
+
+    nothing_created = False
+
+    def __init__(self, message: str, *, nothing_created: bool | None = None, reason: str | None = None,
+                 retry: Retry | None = None) -> None:
+        super().__init__(message, reason=reason, retry=retry)
+        if nothing_created is not None:
+            self.nothing_created = nothing_created
+
+
+class OVHNotFound(OVHError):
+    """OVH answered 404. Methods for which absence is normal catch it; elsewhere something vanished
+    between two calls, which the next attempt sorts out."""
+
+    reason = "OVHNotFound"
+    nothing_created = True
+
+
+class OVHCredentialsMissing(OVHError):
     reason = "OVHCredentialsMissing"
     retry = Retry.LATER
+    nothing_created = True
 
 
-class OVHCredentialsRejected(OperatorError):
+class OVHCredentialsRejected(OVHError):
     reason = "OVHCredentialsRejected"
     retry = Retry.LATER
+    nothing_created = True
 
 
-class OVHRejected(OperatorError):
-    """OVH refused a request as invalid (HTTP 400): retrying the same request will not help."""
+class OVHClockRejected(OVHCredentialsRejected):
+    """OVH refused the request's timestamp (``QUERY_TIME_OUT``): the local clock drifted from OVH's."""
+
+
+class OVHProjectError(OVHError):
+    """OVH_SERVICE_NAME does not name a project of the account, or is needed and not set."""
+
+    reason = "OVHProjectError"
+    retry = Retry.LATER
+    nothing_created = True
+
+
+class OVHRejected(OVHError):
+    """OVH refused a request as invalid (4xx): retrying the same request will not help."""
 
     reason = "OVHRejected"
     retry = Retry.LATER
+    nothing_created = True
 
 
-class OVHUnavailable(OperatorError):
+class OVHConflict(OVHError):
+    """OVH answered 409 (e.g. the user is not ready for that operation yet)."""
+
+    reason = "OVHConflict"
+    nothing_created = True
+
+
+class OVHUnavailable(OVHError):
     """OVH kept failing (429, 5xx, network, garbage answers) after the client's retries."""
 
     reason = "OVHUnavailable"
 
 
-class OVHConflict(OperatorError):
-    """OVH answered 409 (e.g. the user is not ready for that operation yet)."""
-
-    reason = "OVHConflict"
-
-
-class UserNotReady(OperatorError):
-    reason = "UserNotReady"
+# --- Kubernetes ---------------------------------------------------------------------------------
 
 
 class KubernetesAPIError(OperatorError):
@@ -88,28 +140,17 @@ class KubernetesAPIError(OperatorError):
         self.status = status
 
 
-class OVHProjectError(OperatorError):
-    """OVH_SERVICE_NAME does not name a project of the account, or is needed and not set."""
-
-    reason = "OVHProjectError"
-    retry = Retry.LATER
+class KubeNotFound(KubernetesAPIError):
+    """The object does not exist (HTTP 404); each caller says what absence means."""
 
 
-def to_kopf(error: OperatorError, settings: Settings, *,
-            deleting: bool = False) -> kopf.PermanentError | kopf.TemporaryError:
-    """The kopf exception that schedules the right retry for ``error``.
+class KubeAlreadyExists(KubernetesAPIError):
+    """The object to create exists already (HTTP 409 on create)."""
 
-    ON_CHANGE and LATER failures end the handler (kopf.PermanentError), so that the next spec change
-    runs it again at once; the periodic check retries LATER ones every PERMANENT_RETRY_DELAY. A
-    deletion never fails permanently: kopf would release the finalizer and orphan the OVH user.
-    """
-    if error.retry is Retry.ON_CHANGE and not deleting:
-        return kopf.PermanentError(error.message)
-    if error.retry is Retry.LATER and not deleting:
-        return kopf.PermanentError(f"{error.message} (retried on the next spec change and every "
-                                   f"{settings.permanent_retry_delay:g}s)")
-    delay = {
-        Retry.SOON: settings.retry_delay,
-        Retry.CONFLICT: settings.conflict_retry_delay,
-    }.get(error.retry, settings.permanent_retry_delay)
-    return kopf.TemporaryError(error.message, delay=delay)
+
+class KubeConflict(KubernetesAPIError):
+    """The object changed since it was read (HTTP 409 on a write with a resourceVersion)."""
+
+
+class ResourceGone(Exception):
+    """The custom resource being reconciled no longer exists (or was replaced by a namesake)."""

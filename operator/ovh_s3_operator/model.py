@@ -1,7 +1,12 @@
-"""Typed views of an OVHObjectStorageUser: its spec (validated) and its status (as recorded)."""
+"""Typed views of an OVHObjectStorageUser: names, its spec (validated), its status (as recorded).
+
+Everything here is read from objects a tenant can write, spec and status alike: parsing never
+trusts a field's type, and a status field that does not parse is treated as absent.
+"""
 
 from __future__ import annotations
 
+import datetime
 import enum
 import re
 from collections.abc import Mapping
@@ -18,8 +23,12 @@ PLURAL = "ovhobjectstorageusers"
 KIND = "OVHObjectStorageUser"
 API_VERSION = f"{GROUP}/{VERSION}"
 FINALIZER = f"{GROUP}/ovh-user"
-DEFAULT_ROLES = ("objectstore_operator",)
+READY = "Ready"
+OBJECTSTORE_OPERATOR = "objectstore_operator"
+"""The OVH role every user gets unless spec.roles says otherwise."""
 MARKER_PREFIX = "[osu:"
+DESCRIPTION_LIMIT = 255
+"""The longest OVH user description the operator writes (OVH documents no limit: stay well within any)."""
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -59,7 +68,7 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str = Field("", max_length=200)
-    roles: tuple[str, ...] = Field(DEFAULT_ROLES, min_length=1)
+    roles: tuple[str, ...] = Field((OBJECTSTORE_OPERATOR,), min_length=1)
     region: str | None = None
     grants: tuple[Grant, ...] = ()
     policy: dict[str, Any] | None = None
@@ -67,9 +76,9 @@ class Spec(BaseModel):
 
     @field_validator("description")
     @classmethod
-    def _no_marker(cls, value: str) -> str:
-        if MARKER_PREFIX in value:
-            raise ValueError(f"must not contain {MARKER_PREFIX!r}: the operator appends its own marker")
+    def _printable(cls, value: str) -> str:
+        if not value.isprintable():
+            raise ValueError("must contain printable characters only (no line breaks or control characters)")
         return value
 
 
@@ -89,29 +98,171 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
         raise InvalidSpec("; ".join(problems)) from None
 
 
+# --- the marker on OVH users -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Marker:
+    """What makes an OVH user this resource's: ``[osu:<cluster id>/<resource uid>]`` at the very start
+    of its description, followed by ``<namespace>/<name>`` and ``spec.description``.
+
+    First, so that no truncation can cut it and no description can forge it; with the cluster id,
+    so that clusters sharing an OVH project never touch each other's users.
+    """
+
+    cluster: str
+    uid: str
+
+    @property
+    def text(self) -> str:
+        return f"{MARKER_PREFIX}{self.cluster}/{self.uid}]"
+
+    def description(self, namespace: str, name: str, description: str) -> str:
+        return f"{self.text} {namespace}/{name} {description}".rstrip()[:DESCRIPTION_LIMIT]
+
+    def is_on(self, description: str) -> bool:
+        return description == self.text or description.startswith(self.text + " ")
+
+
+_MARKED = re.compile(
+    r"^\[osu:(?P<cluster>[A-Za-z0-9-]+)/(?P<uid>[A-Za-z0-9-]+)\](?: (?P<namespace>[a-z0-9-]+)/(?P<name>\S+))?")
+
+
+@dataclass(frozen=True)
+class MarkedUser:
+    """What an OVH user's description says about the resource it belongs to."""
+
+    marker: Marker
+    namespace: str | None
+    name: str | None
+
+
+def read_marker(description: str) -> MarkedUser | None:
+    match = _MARKED.match(description)
+    if match is None:
+        return None
+    return MarkedUser(Marker(match["cluster"], match["uid"]), match["namespace"], match["name"])
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+def parse_time(value: object) -> datetime.datetime | None:
+    """An RFC 3339 timestamp as Kubernetes writes them; None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
+
+
+def format_time(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str
+    reason: str
+    message: str
+    last_transition_time: str | None
+    observed_generation: int | None
+
+    @classmethod
+    def parse(cls, raw: object) -> Condition | None:
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("type"), str):
+            return None
+        generation = raw.get("observedGeneration")
+        return cls(type=raw["type"], status=str(raw.get("status") or "Unknown"), reason=str(raw.get("reason") or ""),
+                   message=str(raw.get("message") or ""),
+                   last_transition_time=raw.get("lastTransitionTime") if isinstance(
+                       raw.get("lastTransitionTime"), str) else None,
+                   observed_generation=generation if type(generation) is int else None)
+
+    def to_api(self) -> dict[str, Any]:
+        return {"type": self.type, "status": self.status, "reason": self.reason, "message": self.message,
+                "lastTransitionTime": self.last_transition_time, "observedGeneration": self.observed_generation}
+
+
+def _int(value: object) -> int | None:
+    return value if type(value) is int and value > 0 else None
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class Status:
+    """``status`` as recorded. Untrusted: the user id is acted on only once OVH shows this resource's
+    marker on that user."""
+
+    ready: Condition | None = None
+    observed_generation: int | None = None
+    user_id: int | None = None
+    username: str | None = None
+    access_key_id: str | None = None
+    secret_name: str | None = None
+    user_requested_at: datetime.datetime | None = None
+
+    @classmethod
+    def parse(cls, raw: object) -> Status:
+        if not isinstance(raw, Mapping):
+            return cls()
+        conditions = raw.get("conditions")
+        parsed = [Condition.parse(c) for c in conditions] if isinstance(conditions, list) else []
+        return cls(
+            ready=next((c for c in parsed if c is not None and c.type == READY), None),
+            observed_generation=_int(raw.get("observedGeneration")),
+            user_id=_int(raw.get("userId")),
+            username=_str(raw.get("username")),
+            access_key_id=_str(raw.get("accessKeyId")),
+            secret_name=_str(raw.get("secretName")),
+            user_requested_at=parse_time(raw.get("userRequestedAt")),
+        )
+
+
+# The status fields the operator writes, by their names in the API.
+STATUS_FIELDS = {
+    "user_id": "userId",
+    "username": "username",
+    "access_key_id": "accessKeyId",
+    "secret_name": "secretName",
+    "user_requested_at": "userRequestedAt",
+}
+
+
 @dataclass(frozen=True)
 class Resource:
-    """The identity and state of one custom resource, as kopf delivered it."""
+    """One OVHObjectStorageUser as read from the API."""
 
     namespace: str
     name: str
     uid: str
     generation: int
+    resource_version: str
     spec: Mapping[str, Any]
-    status: Mapping[str, Any]
+    status: Status
     deleting: bool
+    finalizers: tuple[str, ...]
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Resource:
-        meta = body.get("metadata", {})
+        meta = body.get("metadata") or {}
+        spec = body.get("spec")
         return cls(
             namespace=meta["namespace"],
             name=meta["name"],
             uid=meta["uid"],
             generation=int(meta.get("generation") or 0),
-            spec=body.get("spec") or {},
-            status=body.get("status") or {},
+            resource_version=str(meta.get("resourceVersion") or ""),
+            spec=spec if isinstance(spec, Mapping) else {},
+            status=Status.parse(body.get("status")),
             deleting=bool(meta.get("deletionTimestamp")),
+            finalizers=tuple(meta.get("finalizers") or ()),
         )
 
     @property
@@ -119,16 +270,15 @@ class Resource:
         return f"{self.namespace}/{self.name}"
 
     @property
-    def marker(self) -> str:
-        """Appended to the OVH user description so that the operator can find its own user again."""
-        return f"{MARKER_PREFIX}{self.uid}]"
+    def is_ready(self) -> bool:
+        """Ready=True, computed for the resource's current generation."""
+        ready = self.status.ready
+        return ready is not None and ready.status == "True" and ready.observed_generation == self.generation
 
     def owner_reference(self) -> dict[str, Any]:
-        return {
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
+        return {"apiVersion": API_VERSION, "kind": KIND, "name": self.name, "uid": self.uid,
+                "controller": True, "blockOwnerDeletion": True}
+
+    def object_reference(self) -> dict[str, Any]:
+        return {"apiVersion": API_VERSION, "kind": KIND, "namespace": self.namespace, "name": self.name,
+                "uid": self.uid}

@@ -1,13 +1,20 @@
-"""The OVH port: typed, async methods over python-ovh with retries and one shared rate limiter.
+"""The OVH port: typed, async methods over python-ovh, with retries and the shared rate limiter.
 
 python-ovh signs and sends requests but is blocking and never retries. Here every call:
 
-* waits for the shared client-side rate limiter (``OVH_S3_OPERATOR_OVH_REQUESTS_PER_SECOND``);
-* runs in the bounded executor, so the event loop never blocks;
-* is retried with exponential backoff and jitter on 429 (honouring ``Retry-After``), 5xx, network
-  errors and non-JSON answers — except for calls that create something, which are retried only when
-  OVH provably did nothing (429, connection refused), so a lost answer never creates a duplicate;
-* ends in one of the typed errors of :mod:`.errors`, never a raw python-ovh exception.
+* waits for the rate limiter (:mod:`.limiter`: a fair token bucket that backs off on 429);
+* runs in a bounded executor, so the event loop never blocks;
+* is retried with exponential backoff and full jitter on 429 (honouring ``Retry-After``), 5xx,
+  network errors and non-JSON answers — except calls that create something, which are retried
+  only when OVH provably did nothing (429, connection refused), so a lost answer never creates a
+  duplicate;
+* ends in one of the errors of :mod:`.errors`, never a raw python-ovh exception; each says whether
+  OVH provably created nothing (``nothing_created``).
+
+Two gaps of python-ovh are closed by :class:`PythonOVHClient`: an error page that is not JSON
+(a 429 or 502 from a load balancer) keeps its status code and ``Retry-After`` instead of becoming
+a bare ``InvalidResponse``; and the clock offset to OVH, which python-ovh reads once, is read again
+when OVH answers ``QUERY_TIME_OUT``.
 """
 
 from __future__ import annotations
@@ -18,9 +25,8 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -28,67 +34,79 @@ import ovh
 import ovh.exceptions as ovh_errors
 import requests
 import urllib3
-from aiolimiter import AsyncLimiter
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from .config import Settings
 from .errors import (
-    OperatorError,
+    OVHClockRejected,
     OVHConflict,
     OVHCredentialsMissing,
     OVHCredentialsRejected,
+    OVHError,
+    OVHNotFound,
     OVHProjectError,
     OVHRejected,
     OVHUnavailable,
     UserNotReady,
 )
+from .limiter import RateLimiter
+from .ports import BeforeSend, OVHUser, S3Credential
 
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_CAP = 120.0
-BeforeSend = Callable[[], Awaitable[None]]
+ROLES_TTL = 3600.0  # roles of a project change rarely; new ones are seen within the hour
 GONE_STATUSES = ("deleting", "deleted")
+"""User statuses after a deletion request (``cloud.user.UserStatusEnum``: creating, ok, deleting, deleted)."""
 
 
-@dataclass(frozen=True)
-class OVHUser:
-    id: int
-    username: str
-    status: str
-    description: str
-    roles: tuple[str, ...]
-    creation_date: str | None = None
-
-    @classmethod
-    def from_api(cls, raw: dict[str, Any]) -> OVHUser:
-        roles = tuple(r["name"] if isinstance(r, dict) else str(r) for r in raw.get("roles") or ())
-        return cls(
-            id=int(raw["id"]),
-            username=str(raw.get("username", "")),
-            status=str(raw.get("status", "")),
-            description=str(raw.get("description") or ""),
-            roles=roles,
-            creation_date=raw.get("creationDate"),
-        )
+def user_from_api(raw: dict[str, Any]) -> OVHUser:
+    roles = tuple(r["name"] if isinstance(r, dict) else str(r) for r in raw.get("roles") or ())
+    return OVHUser(
+        id=int(raw["id"]),
+        username=str(raw.get("username", "")),
+        status=str(raw.get("status", "")),
+        description=str(raw.get("description") or ""),
+        roles=roles,
+        creation_date=raw.get("creationDate"),
+        openstack_id=raw.get("openstackId"),
+    )
 
 
-@dataclass(frozen=True)
-class S3Credential:
-    access: str
-    secret: str = field(repr=False)
+class PythonOVHClient(ovh.Client):  # type: ignore[misc]  # python-ovh is untyped
+    """python-ovh's client, with non-JSON error pages kept as API errors and a clock that can resync.
+
+    ``session`` replaces the requests session python-ovh creates (the sandbox passes one that
+    answers in-process).
+    """
+
+    def __init__(self, *, session: requests.Session | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if session is not None:
+            self._session = session
+
+    def raw_call(self, *args: Any, **kwargs: Any) -> requests.Response:
+        response: requests.Response = super().raw_call(*args, **kwargs)
+        if response.status_code >= 400 and not _is_json(response):
+            # python-ovh would raise InvalidResponse and lose the status and headers: give it a JSON
+            # error body so that it raises the APIError of that status, with the response attached.
+            reason = response.reason or "error"
+            message = f"HTTP {response.status_code} {reason} (the answer was not JSON)"
+            response._content = json.dumps({"message": message}).encode()
+            response.headers["Content-Type"] = "application/json"
+        return response
+
+    def resync_clock(self) -> None:
+        """Forget the clock offset to OVH: the next signed call reads ``/auth/time`` again."""
+        self._time_delta = None
 
 
-class NotFound(OperatorError):
-    """OVH answered 404. Methods for which absence is normal catch it; elsewhere it means something
-    vanished between two calls, which the next attempt sorts out."""
-
-    reason = "OVHNotFound"
+def _is_json(response: requests.Response) -> bool:
+    try:
+        response.json()
+    except ValueError:
+        return False
+    return True
 
 
 def _status_code(exc: BaseException) -> int | None:
@@ -96,7 +114,16 @@ def _status_code(exc: BaseException) -> int | None:
     return getattr(response, "status_code", None)
 
 
-def _provably_not_sent(exc: BaseException) -> bool:
+def _error_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    try:
+        body = response.json() if response is not None else None
+    except ValueError:
+        return None
+    return body.get("errorCode") if isinstance(body, dict) else None
+
+
+def provably_not_sent(exc: BaseException) -> bool:
     """True for network failures where the request cannot have reached OVH (no connection was made)."""
     cause = exc.args[1] if isinstance(exc, ovh_errors.HTTPError) and len(exc.args) > 1 else None
     if isinstance(cause, requests.exceptions.ConnectTimeout):
@@ -112,7 +139,7 @@ def is_retryable(exc: BaseException, *, idempotent: bool) -> bool:
     if status == 429:
         return True
     if not idempotent:
-        return _provably_not_sent(exc)
+        return provably_not_sent(exc)
     if isinstance(exc, ovh_errors.HTTPError | ovh_errors.InvalidResponse | ovh_errors.NetworkError):
         return True
     return type(exc) is ovh_errors.APIError and status is not None and status >= 500
@@ -153,7 +180,7 @@ def describe_failure(exc: BaseException) -> str:
         cause = exc.args[1] if len(exc.args) > 1 else exc
         return f"network error ({type(cause).__name__})"
     if isinstance(exc, ovh_errors.InvalidResponse):
-        return f"an answer that is not JSON (HTTP {status})" if status else "an answer that is not JSON"
+        return "an answer that is not JSON"
     if status == 429:
         return "HTTP 429 Too Many Requests"
     return f"HTTP {status}" if status else type(exc).__name__
@@ -163,7 +190,7 @@ def _ovh_message(exc: BaseException) -> str:
     return str(exc.args[0]) if exc.args and exc.args[0] else type(exc).__name__
 
 
-def _register_endpoint(endpoint: str) -> str:
+def register_endpoint(endpoint: str) -> str:
     """python-ovh only accepts endpoint names; a URL (sandbox, proxy) is registered as its own name."""
     if endpoint.startswith(("http://", "https://")):
         ovh.client.ENDPOINTS.setdefault(endpoint, endpoint.rstrip("/"))
@@ -174,52 +201,53 @@ def _register_endpoint(endpoint: str) -> str:
     return endpoint
 
 
-def build_client(settings: Settings) -> ovh.Client:
+def build_client(settings: Settings, session: requests.Session | None = None) -> PythonOVHClient:
     missing = settings.missing_ovh_credentials()
     if missing:
         raise OVHCredentialsMissing(
             f"The operator has no OVH credentials: set {', '.join(missing)} in its environment "
             "(or OVH_CLIENT_ID and OVH_CLIENT_SECRET for OAuth2)"
         )
-    endpoint = _register_endpoint(settings.ovh_endpoint)
+    endpoint = register_endpoint(settings.ovh_endpoint)
     timeout = settings.ovh_request_timeout
     try:
         if settings.ovh_auth_mode == "oauth2":
             assert settings.ovh_client_secret is not None
-            return ovh.Client(endpoint=endpoint, client_id=settings.ovh_client_id,
-                              client_secret=settings.ovh_client_secret.get_secret_value(), timeout=timeout)
+            return PythonOVHClient(endpoint=endpoint, client_id=settings.ovh_client_id,
+                                   client_secret=settings.ovh_client_secret.get_secret_value(), timeout=timeout,
+                                   session=session)
         assert settings.ovh_application_secret is not None and settings.ovh_consumer_key is not None
-        return ovh.Client(
+        return PythonOVHClient(
             endpoint=endpoint,
             application_key=settings.ovh_application_key,
             application_secret=settings.ovh_application_secret.get_secret_value(),
             consumer_key=settings.ovh_consumer_key.get_secret_value(),
             timeout=timeout,
+            session=session,
         )
     except ovh_errors.InvalidConfiguration as exc:
         raise OVHCredentialsMissing(f"Invalid OVH credentials configuration: {_ovh_message(exc)}") from None
 
 
 class OVHClient:
-    """One shared client for the whole operator."""
+    """The operator's one OVH client (implements :class:`.ports.OVH`)."""
 
-    def __init__(self, settings: Settings, executor: Executor) -> None:
+    def __init__(self, settings: Settings, executor: Executor, *, session: requests.Session | None = None,
+                 limiter: RateLimiter | None = None) -> None:
         self._settings = settings
         self._executor = executor
-        self._client: ovh.Client | None = None
+        self._client: PythonOVHClient | None = None
         self._config_error: OVHCredentialsMissing | None = None
         try:
-            self._client = build_client(settings)
+            self._client = build_client(settings, session)
         except OVHCredentialsMissing as exc:
             self._config_error = exc
-        rate = settings.ovh_requests_per_second
-        self._limiter = AsyncLimiter(max_rate=max(1.0, rate), time_period=max(1.0, rate) / rate)
-        self._paused_until = 0.0
+        self.limiter = limiter or RateLimiter(settings.ovh_requests_per_second, settings.ovh_burst)
         self._clock_synced = False
         self._clock_lock = asyncio.Lock()
         self._service_name: str | None = settings.ovh_service_name
         self._service_lock = asyncio.Lock()
-        self._roles: frozenset[str] | None = None
+        self._roles: tuple[float, dict[str, str]] | None = None  # (when read, name -> role id)
         self._users: tuple[float, list[OVHUser]] | None = None  # (when listed, users)
         self._users_lock = asyncio.Lock()
 
@@ -229,23 +257,18 @@ class OVHClient:
 
     # --- transport -----------------------------------------------------------------------------
 
-    async def _wait_pause(self) -> None:
-        # OVH said Retry-After: every call waits, not only the refused one (the pause may grow meanwhile).
-        while (pause := self._paused_until - time.monotonic()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(pause)
-
     async def _send(self, fn: Callable[[], Any], before_send: BeforeSend | None) -> Any:
-        await self._wait_pause()
-        await self._limiter.acquire()
-        await self._wait_pause()  # a 429 may have come while this call waited for the limiter
+        await self.limiter.acquire()
         if before_send is not None:
             await before_send()
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
         except ovh_errors.APIError as exc:
+            if _status_code(exc) == 429:
+                self.limiter.throttled()
             hinted = retry_after(exc)
             if hinted:
-                self._paused_until = max(self._paused_until, time.monotonic() + hinted)
+                self.limiter.pause(hinted)
             raise
 
     async def _retrying(self, what: str, fn: Callable[[], Any], *, idempotent: bool,
@@ -269,11 +292,11 @@ class OVHClient:
         try:
             return await retrying(self._send, fn, before_send)
         except ovh_errors.ResourceNotFoundError:
-            raise NotFound(f"OVH answered 404 to {what}; checking again") from None
+            raise OVHNotFound(f"OVH answered 404 to {what}; checking again") from None
         except ovh_errors.APIError as exc:
             raise self._translate(exc, what, attempts=retrying.statistics.get("attempt_number", 1)) from None
 
-    async def _sync_clock(self, client: ovh.Client) -> None:
+    async def _sync_clock(self, client: PythonOVHClient) -> None:
         """python-ovh reads ``/auth/time`` lazily on its first signed call: once here, not once per thread."""
         async with self._clock_lock:
             if not self._clock_synced and self._settings.ovh_auth_mode == "application":
@@ -282,10 +305,8 @@ class OVHClient:
 
     async def call(self, method: str, path: str, data: Any = None, *, idempotent: bool = True,
                    before_send: BeforeSend | None = None) -> Any:
-        """One OVH API call with retries; raises :class:`NotFound` on 404 and typed errors otherwise.
-
-        ``before_send`` runs right before each attempt leaves (after any pause and the rate limiter).
-        """
+        """One OVH API call with retries; raises :class:`.errors.OVHNotFound` on 404, other
+        :class:`.errors.OVHError` otherwise."""
         if self._config_error is not None:
             raise self._config_error
         client = self._client
@@ -293,9 +314,22 @@ class OVHClient:
         if not self._clock_synced:
             await self._sync_clock(client)
         fn = functools.partial(client.call, method, path, data, True)
+        try:
+            return await self._retrying(f"{method} {path}", fn, idempotent=idempotent, before_send=before_send)
+        except OVHNotFound:
+            if "/user/" in path:
+                self._users = None  # a user the listing shows may be gone: list again next time
+            raise
+        except OVHClockRejected:
+            pass
+        # OVH refused the timestamp: the local clock moved against OVH's. Read the offset again, once.
+        logger.warning("OVH refused the request time; reading the OVH clock again")
+        client.resync_clock()
+        self._clock_synced = False
+        await self._sync_clock(client)
         return await self._retrying(f"{method} {path}", fn, idempotent=idempotent, before_send=before_send)
 
-    def _translate(self, exc: ovh_errors.APIError, what: str, *, attempts: int) -> Exception:
+    def _translate(self, exc: ovh_errors.APIError, what: str, *, attempts: int) -> OVHError:
         status = _status_code(exc)
         message = _ovh_message(exc)
         if isinstance(exc, ovh_errors.InvalidKey):
@@ -310,11 +344,15 @@ class OVHClient:
             )
         if isinstance(exc, ovh_errors.NotGrantedCall | ovh_errors.Forbidden) or status == 403:
             return OVHCredentialsRejected(
-                f"The OVH credentials may not call {what} ({message}); "
-                "grant the consumer key GET/POST/DELETE on /cloud/project/*"
+                f"The OVH credentials may not call {what} ({message}); grant the consumer key the access "
+                "rules listed in the README"
             )
         if isinstance(exc, ovh_errors.BadParametersError):
-            if "signature" in message.lower() or "time" in message.lower():
+            code = _error_code(exc)
+            if code == "QUERY_TIME_OUT":
+                return OVHClockRejected(
+                    f"OVH refused the request time ({message}); check the clock of the operator's host")
+            if code == "INVALID_SIGNATURE" or "signature" in message.lower():
                 return OVHCredentialsRejected(
                     f"OVH rejected the request signature ({message}); check OVH_APPLICATION_SECRET"
                 )
@@ -324,12 +362,14 @@ class OVHClient:
         if isinstance(exc, ovh_errors.ResourceExpiredError):
             return OVHProjectError(f"OVH says the project has expired or is suspended ({message}); check it "
                                    "in the OVH console")
+        refused = status == 429 or provably_not_sent(exc)
         if status is not None and 400 <= status < 500 and status not in (408, 425, 429):
             return OVHRejected(f"OVH refused {what} with HTTP {status}: {message}")
         return OVHUnavailable(
             f"OVH answered {what} with {describe_failure(exc)}"
             + (f" {attempts} times" if attempts > 1 else "")
-            + "; the operator keeps retrying"
+            + "; the operator keeps retrying",
+            nothing_created=refused,
         )
 
     # --- project -------------------------------------------------------------------------------
@@ -360,19 +400,23 @@ class OVHClient:
         """A GET on the project itself, where a 404 means OVH_SERVICE_NAME is wrong."""
         try:
             return await self.call("GET", await self._project_path(suffix))
-        except NotFound:
+        except OVHNotFound:
             raise OVHProjectError(
                 f"OVH has no cloud project {await self.service_name()!r} for these credentials; "
                 "check OVH_SERVICE_NAME"
             ) from None
 
-    async def list_roles(self) -> frozenset[str]:
-        """Role names the project offers (cached: they do not change at runtime)."""
-        if self._roles is None:
+    async def _role_ids(self) -> dict[str, str]:
+        """Role name → role id, as the project offers them (read at most once per ROLES_TTL)."""
+        if self._roles is None or time.monotonic() - self._roles[0] > ROLES_TTL:
             raw = await self._project_call("/role")
             roles = raw.get("roles", []) if isinstance(raw, dict) else raw
-            self._roles = frozenset(r["name"] if isinstance(r, dict) else str(r) for r in roles)
-        return self._roles
+            self._roles = (time.monotonic(), {str(r["name"]): str(r.get("id", r["name"])) for r in roles
+                                              if isinstance(r, dict) and "name" in r})
+        return self._roles[1]
+
+    async def list_roles(self) -> frozenset[str]:
+        return frozenset(await self._role_ids())
 
     # --- users ---------------------------------------------------------------------------------
 
@@ -381,14 +425,22 @@ class OVHClient:
         async with self._users_lock if max_age else contextlib.nullcontext():
             if max_age and self._users and time.monotonic() - self._users[0] < max_age:
                 return self._users[1]
-            users = [OVHUser.from_api(u) for u in await self._project_call("/user")]
+            users = [user_from_api(u) for u in await self._project_call("/user")]
             self._users = (time.monotonic(), users)
             return users
 
-    async def get_user(self, user_id: int) -> OVHUser | None:
+    async def get_user(self, user_id: int, *, max_age: float = 0.0) -> OVHUser | None:
+        """The user, None if OVH does not know it. With ``max_age``, from the shared listing if one that
+        recent shows the user ``ok`` (one call for all users instead of one per user); a user on its
+        way in or out is always read afresh."""
+        if max_age and self._users and time.monotonic() - self._users[0] < max_age:
+            listed = next((u for u in self._users[1] if u.id == user_id), None)
+            if listed is not None and listed.status == "ok":
+                return listed
         try:
-            return OVHUser.from_api(await self.call("GET", await self._project_path(f"/user/{user_id}")))
-        except NotFound:
+            return user_from_api(await self.call("GET", await self._project_path(f"/user/{user_id}")))
+        except OVHNotFound:
+            self._users = None  # the listing may show a user that is gone: read it again next time
             return None
 
     async def create_user(self, description: str, roles: tuple[str, ...], *,
@@ -397,38 +449,29 @@ class OVHClient:
         raw = await self.call("POST", await self._project_path("/user"),
                               {"description": description, "roles": list(roles)}, idempotent=False,
                               before_send=before_send)
-        return OVHUser.from_api(raw)
+        return user_from_api(raw)
+
+    async def set_roles(self, user_id: int, roles: tuple[str, ...]) -> None:
+        """Replace the roles of an existing user (``PUT …/user/{id}/role`` with role ids, as
+        terraform-provider-ovh does)."""
+        ids = await self._role_ids()
+        await self.call("PUT", await self._project_path(f"/user/{user_id}/role"),
+                        {"rolesIds": [ids[name] for name in roles]})
 
     async def delete_user(self, user_id: int) -> bool:
-        """Ask OVH to delete a user (asynchronous on OVH's side). False if it was already gone."""
+        """Ask OVH to delete a user (asynchronous on OVH's side). False if it was already gone.
+
+        OVH may refuse to delete a user that is still ``creating`` or already ``deleting`` (400 or
+        409): that is :class:`.errors.UserNotReady`, to be tried again shortly.
+        """
         try:
             await self.call("DELETE", await self._project_path(f"/user/{user_id}"))
-        except NotFound:
+        except OVHNotFound:
             return False
+        except (OVHConflict, OVHRejected) as error:
+            raise UserNotReady(f"OVH does not delete user {user_id} yet ({error.message}); trying again shortly",
+                               reason="Deleting") from None
         return True
-
-    async def _poll_user(self, user_id: int, timeout: float,
-                         settled: Callable[[OVHUser | None], bool]) -> tuple[bool, OVHUser | None]:
-        """Read the user every poll interval until ``settled`` holds or ``timeout`` passes."""
-        deadline = time.monotonic() + timeout
-        while not settled(user := await self.get_user(user_id)) and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(self._settings.user_poll_interval)
-        return settled(user), user
-
-    async def wait_user_ready(self, user_id: int, timeout: float) -> OVHUser | None:
-        """Poll until the user is ``ok`` or going away (returned) or unknown (None); UserNotReady after
-        ``timeout``."""
-        done, user = await self._poll_user(
-            user_id, timeout, lambda u: u is None or u.status == "ok" or u.status in GONE_STATUSES)
-        if not done:
-            assert user is not None
-            raise UserNotReady(f"OVH user {user_id} is still {user.status!r}; waiting for it to be ok")
-        return user
-
-    async def wait_user_gone(self, user_id: int, timeout: float) -> bool:
-        """Poll until OVH answers 404 (or ``deleted``) for the user; False if it still exists after ``timeout``."""
-        done, _ = await self._poll_user(user_id, timeout, lambda u: u is None or u.status == "deleted")
-        return done
 
     # --- S3 credentials ------------------------------------------------------------------------
 
@@ -447,7 +490,7 @@ class OVHClient:
         return str((await self.call("POST", path))["secret"])
 
     async def delete_s3_credentials(self, user_id: int, access: str) -> None:
-        with contextlib.suppress(NotFound):
+        with contextlib.suppress(OVHNotFound):
             await self.call("DELETE", await self._project_path(f"/user/{user_id}/s3Credentials/{access}"))
 
     # --- policy --------------------------------------------------------------------------------
@@ -456,7 +499,7 @@ class OVHClient:
         """The user's S3 policy, or None if it has none (or OVH holds something that is not JSON)."""
         try:
             raw = await self.call("GET", await self._project_path(f"/user/{user_id}/policy"))
-        except NotFound:
+        except OVHNotFound:
             return None
         text = raw.get("policy") if isinstance(raw, dict) else None
         if not text:

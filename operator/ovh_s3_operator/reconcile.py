@@ -1,186 +1,286 @@
-"""The one level-based reconcile, and the finalizer's OVH cleanup.
+"""The one level-based reconcile, and the finalizer.
 
-``reconcile`` looks at what exists (the Secret, the OVH user, its policy and keys) and fixes what
-differs from the spec. Every step is idempotent and recorded in ``status`` before the next one, so a
-crash at any point resumes without duplicates:
+:func:`reconcile` reads the resource and what exists for it (its Secret, the OVH user, its policy
+and keys) and fixes what differs from the spec. It never asks what woke it: a new resource, a spec
+change, a restart, an edited Secret and the drift timer all run the same function. It returns an
+:class:`Outcome` (ready or not, why, when to look again) and raises nothing;
+:mod:`.controller` alone turns outcomes into scheduling.
 
-* before ``POST /user`` the operator records ``userRequestedAt``; the user's description carries a
-  marker with the resource's uid, so a user whose id was never recorded is found and adopted;
+Every step is idempotent and recorded before the next one, so a crash at any point resumes without
+duplicates:
+
+* the finalizer is in place before anything is created in OVH;
+* before ``POST /user`` the operator records ``userRequestedAt``; the user's description starts with
+  a marker naming this cluster and this resource (:class:`.model.Marker`), so a user whose id was
+  never recorded is found and adopted;
 * the user id is recorded right after OVH answers; ``userRequestedAt`` stays until OVH shows the
   user, so that a brief 404 (OVH's eventual consistency) is not mistaken for a deleted user;
 * an S3 key is reused when OVH still knows it; keys the Secret does not hold are deleted;
 * the new Secret is written, and a previous one deleted, before the Secret name is recorded.
 
-``full=False`` (create/update/resume/Secret events) skips OVH when the resource is already Ready for
-its generation and its Secret is intact; ``full=True`` (the periodic check) always verifies OVH and
-also removes duplicate users left by lost answers.
+Nothing in ``status`` is trusted: a recorded user id is acted on only when OVH shows this
+resource's marker on that user; the finalizer deletes only users carrying it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, cast
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-import kopf
-
-from . import secrets
+from . import secret_writer
 from .config import Settings
 from .errors import (
     InvalidSpec,
     OperatorError,
-    OVHCredentialsMissing,
-    OVHCredentialsRejected,
-    OVHProjectError,
+    OVHError,
     OVHRejected,
+    ResourceGone,
     Retry,
     UserNotReady,
-    to_kopf,
 )
-from .k8s import ResourceGone
-from .model import API_VERSION, FINALIZER, KIND, Resource, Spec, parse_spec
-from .ovh_api import GONE_STATUSES, OVHClient, OVHUser
+from .model import (
+    FINALIZER,
+    READY,
+    STATUS_FIELDS,
+    Condition,
+    Marker,
+    Resource,
+    Spec,
+    Status,
+    format_time,
+    parse_spec,
+    parse_time,
+)
+from .ovh_api import GONE_STATUSES
 from .policy import canonical, compile_policy
-from .runtime import Runtime
+from .ports import OVH, Events, Kube, OVHUser
+from .secret_writer import ObservedSecret
 
-READY = "Ready"
+logger = logging.getLogger("ovh_s3_operator")
+
 DELETING = "Deleting"
+LISTING_MAX_AGE = 60.0
+"""How old a shared listing of all users may be to answer for one user (a user is then read with one
+call for all instead of one call each, e.g. by the drift checks of many resources)."""
 
 
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
+@dataclass(frozen=True)
+class Outcome:
+    """What a reconcile achieved, and when to look at the resource again.
 
-
-def _timestamp() -> str:
-    return _now().strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _age(timestamp: str | None) -> float | None:
-    """Seconds since an ISO-8601 timestamp, or None when absent or unreadable."""
-    if not timestamp:
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return (_now() - moment).total_seconds()
-
-
-def ready_condition(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    return next((c for c in status.get("conditions") or () if c.get("type") == READY), None)
-
-
-def is_ready(resource: Resource) -> bool:
-    """Ready=True, computed for the resource's current generation."""
-    ready = ready_condition(resource.status) or {}
-    return ready.get("status") == "True" and ready.get("observedGeneration") == resource.generation
-
-
-class Status:
-    """The resource's status, as read at the start of a reconcile and then as patched by it.
-
-    Writes go straight to the API (not through kopf's deferred patch), because each must land before
-    the next step runs.
+    ``retry`` (failures) says what can help; ``after`` (waits for OVH) says when to look again;
+    ``released`` means there is nothing left to look at: the resource is gone or its finalizer
+    was removed.
     """
 
-    def __init__(self, runtime: Runtime, resource: Resource) -> None:
-        self._runtime = runtime
+    ready: bool
+    reason: str
+    message: str
+    retry: Retry | None = None
+    after: float | None = None
+    released: bool = False
+
+    @classmethod
+    def failed(cls, error: OperatorError) -> Outcome:
+        return cls(False, error.reason, error.message, retry=error.retry)
+
+    @classmethod
+    def waiting(cls, reason: str, message: str, after: float) -> Outcome:
+        return cls(False, reason, message, after=after)
+
+
+GONE = Outcome(False, "Gone", "The resource no longer exists", released=True)
+
+
+@dataclass
+class Memory:
+    """What the operator remembers about one resource between reconciles, in this process only.
+
+    Losing it (a restart) costs reads from OVH and Kubernetes, never correctness.
+    """
+
+    uid: str = ""
+    verified_at: float | None = None
+    """When OVH was last checked in full for this resource (the clock of :class:`Context`)."""
+    secret: ObservedSecret | None = None
+    """The Secret as last written or read whole; unchanged since if its resourceVersion is the same."""
+    fresh_user: int | None = None
+    """A user this process created and has not finished setting up: OVH gave it no policy and no key."""
+    fresh_policy: str | None = None
+    fresh_keys: tuple[str, ...] = ()
+    deleting: set[int] | None = None
+    """The users the finalizer is deleting."""
+    delete_sent: set[int] = field(default_factory=set)
+
+    def reset(self, uid: str) -> None:
+        """Forget everything: the resource was seen for the first time, or replaced by a namesake."""
+        fresh = Memory(uid=uid)
+        self.__dict__.update(fresh.__dict__)
+
+    def forget_user(self) -> None:
+        self.fresh_user, self.fresh_policy, self.fresh_keys = None, None, ()
+
+
+class ActivationEstimate:
+    """How long OVH takes to bring a new user from ``creating`` to ``ok``, learned from the last users.
+
+    The first look at a new user comes when it is expected to be ready (the 90th percentile of the
+    recent activations, from the creation answer to the first ``ok`` seen), then every
+    ``poll`` seconds; with nothing learned yet, the first look comes after ``poll``.
+    """
+
+    def __init__(self, poll: float, *, window: int = 32) -> None:
+        self.poll = poll
+        self._recent: deque[float] = deque(maxlen=window)
+        self._started: dict[int, float] = {}
+
+    def started(self, user_id: int, at: float) -> None:
+        self._started[user_id] = at
+
+    def seen_ok(self, user_id: int, at: float) -> None:
+        start = self._started.pop(user_id, None)
+        if start is not None:
+            self._recent.append(at - start)
+
+    def expected(self) -> float | None:
+        if not self._recent:
+            return None
+        ordered = sorted(self._recent)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
+
+    def next_look(self, user_id: int, now: float) -> float:
+        start = self._started.get(user_id)
+        expected = self.expected()
+        if start is None or expected is None:
+            return self.poll
+        remaining = start + expected * 1.05 - now
+        return remaining if remaining > 0.05 else min(self.poll, max(0.25, expected / 4))
+
+    def forget(self, user_id: int) -> None:
+        self._started.pop(user_id, None)
+
+
+@dataclass
+class Context:
+    """Everything a reconcile uses besides the resource: the ports, the settings, the clocks."""
+
+    ovh: OVH
+    kube: Kube
+    events: Events
+    settings: Settings
+    cluster_id: str
+    activation: ActivationEstimate
+    drift_interval: Callable[[], float]
+    """The interval between full checks against OVH (stretched by the controller when drift checks
+    of all resources would take more than their share of the OVH rate budget)."""
+    clock: Callable[[], float] = time.monotonic
+    now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)
+
+    def marker(self, resource: Resource) -> Marker:
+        return Marker(self.cluster_id, resource.uid)
+
+    def age(self, moment: datetime.datetime | None) -> float | None:
+        """Seconds since ``moment``; None when absent or in the future (a tenant may have written it)."""
+        if moment is None:
+            return None
+        age = (self.now() - moment).total_seconds()
+        return age if age >= 0 else None
+
+
+class StatusWriter:
+    """The resource's status as read, then as patched. Writes go to the API at once: each must land
+    before the next step runs."""
+
+    def __init__(self, kube: Kube, resource: Resource) -> None:
+        self._kube = kube
         self._resource = resource
-        self._fields: dict[str, Any] = dict(resource.status)
-
-    def get(self, key: str) -> Any:
-        return self._fields.get(key)
-
-    def ready_condition(self) -> Mapping[str, Any] | None:
-        return ready_condition(self._fields)
+        self.status = resource.status
 
     async def record(self, **fields: Any) -> None:
-        """Patch these status fields now (None removes a field); no call if nothing changes."""
-        if all(self._fields.get(key) == value for key, value in fields.items()):
+        """Patch these fields (python names of :class:`.model.Status`; None removes one)."""
+        if all(getattr(self.status, name) == value for name, value in fields.items()):
             return
-        patched = await self._runtime.kube.patch_status(self._resource, fields)
-        self._fields = dict(patched.get("status") or {})
+        patch = {STATUS_FIELDS[name]: format_time(value) if isinstance(value, datetime.datetime) else value
+                 for name, value in fields.items()}
+        await self._write(patch)
 
-    async def set_ready(self, ready: bool, reason: str, message: str) -> bool:
-        """Record the Ready condition; True if it changed."""
-        status = "True" if ready else "False"
+    async def _write(self, patch: dict[str, Any]) -> None:
+        patched = await self._kube.patch_status(self._resource.namespace, self._resource.name, patch)
+        self.status = Status.parse(patched.get("status"))
+
+    async def set_ready(self, outcome: Outcome, now: datetime.datetime) -> bool:
+        """Record the Ready condition and observedGeneration; True if the condition changed."""
+        state = "True" if outcome.ready else "False"
         generation = self._resource.generation
-        previous = self.ready_condition() or {}
-        if (previous.get("status"), previous.get("reason"), previous.get("message"),
-                previous.get("observedGeneration")) == (status, reason, message, generation):
+        previous = self.status.ready
+        if previous is not None and (previous.status, previous.reason, previous.message,
+                                     previous.observed_generation) == (state, outcome.reason, outcome.message,
+                                                                       generation):
             return False
-        condition = {
-            "type": READY, "status": status, "reason": reason, "message": message,
-            "lastTransitionTime": previous.get("lastTransitionTime") if previous.get("status") == status
-            else _timestamp(),
-            "observedGeneration": generation,
-        }
-        await self.record(conditions=[condition], observedGeneration=generation)
+        since = previous.last_transition_time if previous is not None and previous.status == state else None
+        condition = Condition(READY, state, outcome.reason, outcome.message, since or format_time(now), generation)
+        await self._write({"conditions": [condition.to_api()], "observedGeneration": generation})
         return True
 
 
 @dataclass(frozen=True)
 class Journal:
-    """Logs what the operator did to a resource and posts it as a Kubernetes event on it."""
+    """Logs what the operator does to a resource, and posts it as a Kubernetes event on it."""
 
+    events: Events
     resource: Resource
-    logger: kopf.Logger
 
-    def note(self, reason: str, message: str, *, warning: bool = False) -> None:
-        (self.logger.warning if warning else self.logger.info)(message)
-        ref = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {
-            "name": self.resource.name, "namespace": self.resource.namespace, "uid": self.resource.uid}}
-        # kopf only reads apiVersion, kind and metadata from the body it is given.
-        (kopf.warn if warning else kopf.info)(cast(kopf.Body, ref), reason=reason, message=message)
+    def note(self, reason: str, message: str) -> None:
+        logger.info("[%s] %s", self.resource.key, message)
+        self.events.post(self.resource.object_reference(), reason, message)
 
-
-def user_description(spec: Spec, resource: Resource) -> str:
-    return f"{spec.description or resource.key} {resource.marker}"
+    def warn(self, reason: str, message: str) -> None:
+        logger.warning("[%s] %s", self.resource.key, message)
+        self.events.post(self.resource.object_reference(), reason, message, warning=True)
 
 
-def _own(users: list[OVHUser], resource: Resource) -> list[OVHUser]:
-    """Live OVH users whose description ends with this resource's marker, oldest first."""
-    own = [u for u in users if u.description.endswith(f" {resource.marker}") and u.status not in GONE_STATUSES]
-    return sorted(own, key=lambda u: u.id)
-
-
-async def _fresh(runtime: Runtime, resource: Resource) -> Resource | None:
-    """The resource as the API has it now; None if it is gone (or was replaced by a namesake)."""
+async def reconcile(ctx: Context, namespace: str, name: str, memory: Memory) -> Outcome:
+    """Converge one resource (or finish its deletion) and say when to look at it again."""
     try:
-        body = await runtime.kube.read_resource(resource)
+        body = await ctx.kube.read_resource(namespace, name)
     except OperatorError as error:
-        raise to_kopf(error, runtime.settings) from None
-    fresh = Resource.from_body(body) if body is not None else None
-    return fresh if fresh is not None and fresh.uid == resource.uid else None
+        return Outcome.failed(error)
+    if body is None:
+        return GONE
+    resource = Resource.from_body(body)
+    if memory.uid != resource.uid:  # first sight, or a new resource with the name of a deleted one
+        memory.reset(resource.uid)
+    if resource.deleting:
+        return await finalize(ctx, resource, memory)
+    status = StatusWriter(ctx.kube, resource)
+    journal = Journal(ctx.events, resource)
+    try:
+        outcome = await _converge(ctx, resource, status, journal, memory)
+    except ResourceGone:
+        return GONE
+    except OperatorError as error:
+        outcome = Outcome.failed(error)
+    try:
+        if await status.set_ready(outcome, ctx.now()):
+            if outcome.ready:
+                journal.note("Ready", outcome.message)
+            elif outcome.retry is not None:
+                journal.warn(outcome.reason, outcome.message)
+    except ResourceGone:
+        return GONE
+    except OperatorError:
+        logger.warning("[%s] Could not record the Ready condition (%s); will retry", resource.key, outcome.reason)
+    return outcome
 
 
-async def reconcile(runtime: Runtime, resource: Resource, logger: kopf.Logger, *, full: bool) -> bool:
-    """Converge one resource; True when Ready. On failure set Ready=False and raise a kopf error."""
-    async with runtime.lock(resource.uid):
-        fresh = await _fresh(runtime, resource)
-        if fresh is None or fresh.deleting:
-            return False
-        status = Status(runtime, fresh)
-        journal = Journal(fresh, logger)
-        try:
-            await _converge(runtime, fresh, status, journal, full=full)
-            return True
-        except ResourceGone:
-            return False  # deleted meanwhile; the finalizer takes over
-        except OperatorError as error:
-            try:
-                if await status.set_ready(False, error.reason, error.message):
-                    journal.note(error.reason, error.message, warning=True)
-            except (OperatorError, ResourceGone):
-                logger.warning("Could not record the Ready condition; will retry")
-            raise to_kopf(error, runtime.settings) from None
-
-
-def _check_region(spec: Spec, settings: Settings) -> str:
+def _region(spec: Spec, settings: Settings) -> str:
     region = spec.region or settings.default_region
     if region not in settings.regions:
         raise InvalidSpec(f"spec.region: unknown region {region!r}; use one of {', '.join(settings.regions)}")
@@ -188,232 +288,307 @@ def _check_region(spec: Spec, settings: Settings) -> str:
 
 
 def _secret_name(spec: Spec, resource: Resource) -> str:
-    name = spec.secret.name or secrets.default_name(resource)
+    name = spec.secret.name or secret_writer.default_name(resource)
     if len(name) > 253:
         raise InvalidSpec(f"spec.secret.name: the Secret name {name[:40]}… is longer than 253 characters; "
                           "set a shorter spec.secret.name")
     return name
 
 
-async def _converge(runtime: Runtime, resource: Resource, status: Status, journal: Journal, *,
-                    full: bool) -> None:
+async def _ensure_finalizer(ctx: Context, resource: Resource) -> None:
+    if FINALIZER not in resource.finalizers:
+        await ctx.kube.set_finalizers(resource.namespace, resource.name, [*resource.finalizers, FINALIZER],
+                                      resource.resource_version)
+
+
+def _first_verification(ctx: Context, resource: Resource, memory: Memory) -> None:
+    """A resource Ready when first seen (after a restart) is due for its check at a random point of
+    the interval, so that a restart does not check every resource at once."""
+    if memory.verified_at is None and resource.is_ready:
+        interval = ctx.drift_interval()
+        memory.verified_at = ctx.clock() - (random.uniform(0, interval) if math.isfinite(interval) else 0.0)
+
+
+async def _converge(ctx: Context, resource: Resource, status: StatusWriter, journal: Journal,
+                    memory: Memory) -> Outcome:
     spec = parse_spec(resource.spec)
-    region = _check_region(spec, runtime.settings)
+    region = _region(spec, ctx.settings)
     desired_policy = compile_policy(spec.grants, spec.policy)
     secret_name = _secret_name(spec, resource)
-    observed = await secrets.read(runtime.kube, resource, secret_name)
+    await _ensure_finalizer(ctx, resource)
+    observed = memory.secret = await secret_writer.observe(ctx.kube, resource, secret_name, memory.secret)
 
-    if (not full and is_ready(resource) and status.get("userId") and status.get("secretName") == secret_name
-            and observed is not None and observed.up_to_date(status.get("accessKeyId"), region)):
-        return
+    _first_verification(ctx, resource, memory)
+    recorded = status.status
+    verified = memory.verified_at is not None and ctx.clock() - memory.verified_at < ctx.drift_interval()
+    if (verified and resource.is_ready and recorded.user_id and recorded.secret_name == secret_name
+            and observed is not None and observed.up_to_date(recorded.access_key_id, region)):
+        assert recorded.ready is not None
+        return Outcome(True, recorded.ready.reason, recorded.ready.message)
 
-    await _check_roles(runtime.ovh, spec)
-    user = await _ensure_user(runtime, resource, status, spec, journal)
-    await _ensure_policy(runtime.ovh, user, desired_policy, journal)
-    access, secret, extra_keys = await _ensure_key(runtime.ovh, user, status, observed, journal)
-
-    if secret is not None or observed is None or not observed.up_to_date(access, region):
-        runtime.written_secrets[resource.uid] = await secrets.write(
-            runtime.kube, resource, secret_name, observed, access=access, secret=secret, region=region)
-        journal.note("SecretWritten", f"Wrote the S3 credentials of OVH user {user.id} to Secret {secret_name}")
-    previous_secret = status.get("secretName")
-    if (previous_secret and previous_secret != secret_name
-            and await secrets.delete_if_owned(runtime.kube, resource, previous_secret)):
-        journal.note("SecretMoved", f"Deleted Secret {previous_secret}: the credentials moved to Secret {secret_name}")
-    await status.record(accessKeyId=access, secretName=secret_name)
-
-    for key in extra_keys:
-        await runtime.ovh.delete_s3_credentials(user.id, key)
-        journal.note("KeyDeleted", f"Deleted S3 access key {key} of OVH user {user.id}: the Secret holds another key")
-    if full:
-        await _delete_duplicates(runtime, resource, user, journal)
-
-    message = f"OVH user {user.id} is ready; S3 credentials are in Secret {secret_name}"
-    if await status.set_ready(True, "Reconciled", message):
-        journal.note("Ready", message)
-
-
-async def _check_roles(ovh: OVHClient, spec: Spec) -> None:
-    offered = await ovh.list_roles()
+    offered = await ctx.ovh.list_roles()
     unknown = sorted(set(spec.roles) - offered)
     if unknown:
-        raise InvalidSpec(
-            f"spec.roles: the OVH project does not offer {', '.join(unknown)}; available: {', '.join(sorted(offered))}"
-        )
+        raise InvalidSpec(f"spec.roles: the OVH project does not offer {', '.join(unknown)}; "
+                          f"available: {', '.join(sorted(offered))}")
+    user = await _ensure_user(ctx, resource, status, spec, journal, memory)
+    if isinstance(user, Outcome):
+        return user
+    fresh = memory.fresh_user == user.id
+    if not fresh and set(user.roles) != set(spec.roles):
+        await ctx.ovh.set_roles(user.id, spec.roles)
+        journal.note("RolesChanged", f"Changed the roles of OVH user {user.id} to {', '.join(spec.roles)}")
+    await _ensure_policy(ctx, user, desired_policy, journal, memory)
+    access, secret, extra_keys = await _ensure_key(ctx, user, status.status, observed, journal, memory)
+
+    if secret is not None or observed is None or not observed.up_to_date(access, region):
+        memory.secret = await secret_writer.write(ctx.kube, resource, secret_name, observed, access=access,
+                                                  secret=secret, region=region)
+        journal.note("SecretWritten", f"Wrote the S3 credentials of OVH user {user.id} to Secret {secret_name}")
+    previous_secret = status.status.secret_name
+    if (previous_secret and previous_secret != secret_name
+            and await secret_writer.delete_if_owned(ctx.kube, resource, previous_secret)):
+        journal.note("SecretMoved", f"Deleted Secret {previous_secret}: the credentials moved to Secret {secret_name}")
+    await status.record(access_key_id=access, secret_name=secret_name)
+
+    for key in extra_keys:
+        await ctx.ovh.delete_s3_credentials(user.id, key)
+        journal.note("KeyDeleted", f"Deleted S3 access key {key} of OVH user {user.id}: the Secret holds another key")
+    if not fresh:
+        await _delete_duplicates(ctx, resource, user, journal)
+    memory.verified_at = ctx.clock()
+    memory.forget_user()
+    return Outcome(True, "Reconciled", f"OVH user {user.id} is ready; S3 credentials are in Secret {secret_name}")
 
 
-async def _ensure_user(runtime: Runtime, resource: Resource, status: Status, spec: Spec,
-                       journal: Journal) -> OVHUser:
-    ovh, settings = runtime.ovh, runtime.settings
-    requested_age = _age(status.get("userRequestedAt"))
+async def _ensure_user(ctx: Context, resource: Resource, status: StatusWriter, spec: Spec, journal: Journal,
+                       memory: Memory) -> OVHUser | Outcome:
+    settings, marker = ctx.settings, ctx.marker(resource)
+    recorded = status.status
+    requested_age = ctx.age(recorded.user_requested_at)
     just_requested = requested_age is not None and requested_age < settings.creation_window
     user: OVHUser | None = None
-    user_id = status.get("userId")
-    if user_id:
-        user = await ovh.get_user(int(user_id))
-        if user is None and just_requested:
-            raise UserNotReady(f"OVH does not show the new user {user_id} yet; retrying")
-        if user is None or user.status in GONE_STATUSES:
-            message = f"OVH user {user_id} was deleted outside the operator; creating a new user and key"
-            await status.set_ready(False, "UserMissing", message)
-            journal.note("UserMissing", message, warning=True)
-            await status.record(userId=None, username=None, accessKeyId=None, userRequestedAt=None)
-            user, just_requested = None, False
+    if recorded.user_id:
+        shared = 0.0 if memory.fresh_user == recorded.user_id else LISTING_MAX_AGE
+        found = await ctx.ovh.get_user(recorded.user_id, max_age=shared)
+        if found is not None and not marker.is_on(found.description):
+            journal.warn("UserNotOwned", f"status.userId names OVH user {found.id}, which does not carry this "
+                                         "resource's marker; the operator ignores it and leaves it untouched")
+            await status.record(user_id=None, username=None, access_key_id=None)
+        elif found is None and just_requested:
+            return Outcome.waiting("UserNotReady", f"OVH does not show the new user {recorded.user_id} yet",
+                                   settings.user_poll_interval)
+        elif found is None or found.status in GONE_STATUSES:
+            message = f"OVH user {recorded.user_id} was deleted outside the operator; creating a new user and key"
+            await status.set_ready(Outcome(False, "UserMissing", message), ctx.now())
+            journal.warn("UserMissing", message)
+            await status.record(user_id=None, username=None, access_key_id=None, user_requested_at=None)
+            memory.forget_user()
+            requested_age, just_requested = None, False
+        else:
+            user = found
 
-    if user is None:
-        own = _own(await ovh.list_users(), resource)
+    if user is None and requested_age is not None:
+        # A creation may have been sent whose answer never came back: look for the user by its marker.
+        own = _own(await ctx.ovh.list_users(), marker)
         if own:
             user = own[0]
             journal.note("UserAdopted", f"Adopted OVH user {user.id}, found by the marker in its description")
-            await _delete_others(ovh, own, user, journal)
-            await status.record(userId=user.id, username=user.username)
+            await _delete_others(ctx.ovh, own, user, journal)
+            await status.record(user_id=user.id, username=user.username)
         elif just_requested:
-            raise UserNotReady("An earlier OVH user creation may not be visible yet; checking again shortly")
-        else:
-            user = await _create_user(runtime, resource, status, spec, journal)
+            return Outcome.waiting("UserNotReady", "An earlier OVH user creation may not be visible yet",
+                                   settings.user_poll_interval)
+    if user is None:
+        user = await _create_user(ctx, resource, status, spec, journal, memory)
+    elif recorded.user_requested_at is not None:
+        await status.record(user_requested_at=None)  # OVH shows the user: a later 404 means it is gone
 
-    if user.roles and set(user.roles) != set(spec.roles):
-        raise InvalidSpec(
-            f"spec.roles ({', '.join(sorted(spec.roles))}) differ from the roles of OVH user {user.id} "
-            f"({', '.join(sorted(user.roles))}); OVH cannot change roles: restore spec.roles, or delete and "
-            "recreate the resource to get a new user",
-            reason="RolesChanged",
-        )
-    if user.status == "disabled":
-        raise OperatorError(f"OVH user {user.id} is disabled; enable it in OVH or delete the resource",
-                            reason="UserDisabled", retry=Retry.LATER)
     if user.status != "ok":
-        user = await _wait_until_ok(runtime, user)
-    await status.record(userRequestedAt=None)  # OVH shows the user: a later 404 means it is gone
+        return _not_active(ctx, user)
+    ctx.activation.seen_ok(user.id, ctx.clock())
     return user
 
 
-async def _wait_until_ok(runtime: Runtime, user: OVHUser) -> OVHUser:
-    settings = runtime.settings
-    try:
-        ready = await runtime.ovh.wait_user_ready(user.id, settings.user_wait_per_attempt)
-    except UserNotReady:
-        age = _age(user.creation_date)
-        if age is not None and age > settings.user_ready_timeout:
-            raise UserNotReady(
-                f"OVH user {user.id} has been {user.status!r} for {int(age // 60)} minutes; check the project "
-                "in the OVH console. The operator keeps checking",
-                reason="UserStuck", retry=Retry.CONFLICT,
-            ) from None
-        raise
-    if ready is None:
-        raise UserNotReady(f"OVH does not show user {user.id} yet; retrying")
-    if ready.status in GONE_STATUSES:
-        raise UserNotReady(f"OVH user {user.id} is being deleted outside the operator; it will be replaced")
-    return ready
+def _not_active(ctx: Context, user: OVHUser) -> Outcome:
+    if user.status in GONE_STATUSES:
+        return Outcome.failed(UserNotReady(f"OVH user {user.id} is being deleted outside the operator; "
+                                           "it will be replaced"))
+    created = ctx.age(parse_time(user.creation_date))
+    if created is not None and created > ctx.settings.user_ready_timeout:
+        return Outcome.failed(UserNotReady(
+            f"OVH user {user.id} has been {user.status!r} for {_duration(created)}; check the project in the OVH "
+            "console. The operator keeps checking", reason="UserStuck", retry=Retry.CONFLICT))
+    return Outcome.waiting("UserNotReady", f"Waiting for OVH to activate user {user.id} (status {user.status!r})",
+                           ctx.activation.next_look(user.id, ctx.clock()))
 
 
-async def _create_user(runtime: Runtime, resource: Resource, status: Status, spec: Spec,
-                       journal: Journal) -> OVHUser:
+def _duration(seconds: float) -> str:
+    return f"{int(seconds)} seconds" if seconds < 120 else f"{int(seconds // 60)} minutes"
+
+
+async def _create_user(ctx: Context, resource: Resource, status: StatusWriter, spec: Spec, journal: Journal,
+                       memory: Memory) -> OVHUser:
+    marker = ctx.marker(resource)
+
     async def record_request() -> None:  # right before the request leaves, after any wait for the limiter
-        await status.record(userRequestedAt=_timestamp())
+        await status.record(user_requested_at=ctx.now().replace(microsecond=0))
 
+    description = marker.description(resource.namespace, resource.name, spec.description)
     try:
-        user = await runtime.ovh.create_user(user_description(spec, resource), spec.roles, before_send=record_request)
-    except (OVHRejected, OVHCredentialsRejected, OVHCredentialsMissing, OVHProjectError):
-        await status.record(userRequestedAt=None)  # OVH refused: nothing was created
+        user = await ctx.ovh.create_user(description, spec.roles, before_send=record_request)
+    except OVHError as error:
+        if error.nothing_created:
+            await status.record(user_requested_at=None)
         raise
-    await status.record(userId=user.id, username=user.username)
+    await status.record(user_id=user.id, username=user.username)
     journal.note("UserCreated", f"Created OVH user {user.id} ({user.username}) with roles {', '.join(spec.roles)}")
+    if not marker.is_on(user.description):
+        # OVH changed the description and lost the marker: nothing could ever prove the user ours.
+        await ctx.ovh.delete_user(user.id)
+        await status.record(user_id=None, username=None, user_requested_at=None)
+        raise OVHRejected(f"OVH stored the description of user {user.id} without the operator's marker, so the "
+                          "operator deleted the user again; shorten spec.description or report this")
+    memory.fresh_user, memory.fresh_policy, memory.fresh_keys = user.id, None, ()
+    ctx.activation.started(user.id, ctx.clock())
     return user
 
 
-async def _ensure_policy(ovh: OVHClient, user: OVHUser, desired: dict[str, Any], journal: Journal) -> None:
-    current = await ovh.get_policy(user.id)
-    if canonical(current) == canonical(desired):
+async def _ensure_policy(ctx: Context, user: OVHUser, desired: dict[str, Any], journal: Journal,
+                         memory: Memory) -> None:
+    fresh = memory.fresh_user == user.id  # a user just created has no policy: nothing to read
+    current = memory.fresh_policy if fresh else canonical(await ctx.ovh.get_policy(user.id))
+    wanted = canonical(desired)
+    if current == wanted:
         return
-    await ovh.apply_policy(user.id, desired)
+    await ctx.ovh.apply_policy(user.id, desired)
+    if memory.fresh_user == user.id:
+        memory.fresh_policy = wanted
     journal.note("PolicyApplied",
                  f"Applied the S3 policy ({len(desired['Statement'])} statements) to OVH user {user.id}")
 
 
-async def _ensure_key(ovh: OVHClient, user: OVHUser, status: Status, observed: secrets.ObservedSecret | None,
-                      journal: Journal) -> tuple[str, str | None, list[str]]:
+async def _ensure_key(ctx: Context, user: OVHUser, recorded: Status, observed: ObservedSecret | None,
+                      journal: Journal, memory: Memory) -> tuple[str, str | None, list[str]]:
     """The access key to use, its secret if the Secret must be (re)written, and keys to delete."""
-    keys = await ovh.list_s3_credentials(user.id)
-    recorded = status.get("accessKeyId")
-    if recorded and recorded not in keys:
-        journal.note("KeyMissing", f"S3 access key {recorded} of OVH user {user.id} was deleted outside the operator",
-                     warning=True)
+    fresh = memory.fresh_user == user.id
+    keys = list(memory.fresh_keys) if fresh else await ctx.ovh.list_s3_credentials(user.id)
+    if not fresh and recorded.access_key_id and recorded.access_key_id not in keys:
+        journal.warn("KeyMissing",
+                     f"S3 access key {recorded.access_key_id} of OVH user {user.id} was deleted outside the operator")
     in_secret = observed.access if observed else None
-    preferred = [k for k in (recorded, in_secret) if k and k in keys] + keys
+    preferred = [k for k in (recorded.access_key_id, in_secret) if k and k in keys] + keys
     if not preferred:
-        credential = await ovh.create_s3_credentials(user.id)
+        try:
+            credential = await ctx.ovh.create_s3_credentials(user.id)
+        except OVHError as error:
+            if not error.nothing_created:
+                memory.forget_user()  # a key may exist now: read the keys next time
+            raise
+        if fresh:
+            memory.fresh_keys = (credential.access,)
         journal.note("KeyCreated", f"Created S3 access key {credential.access} for OVH user {user.id}")
         return credential.access, credential.secret, []
     access = preferred[0]
-    if observed is not None and observed.intact and observed.access == access:
-        secret = None
-    else:
-        secret = await ovh.get_s3_secret(user.id, access)
+    secret = None if observed is not None and observed.intact and observed.access == access \
+        else await ctx.ovh.get_s3_secret(user.id, access)
     return access, secret, [k for k in keys if k != access]
 
 
-async def _delete_others(ovh: OVHClient, own: list[OVHUser], keep: OVHUser, journal: Journal) -> None:
-    """Delete the resource's users other than ``keep``: duplicates left by an answer lost while OVH hid
+def _own(users: list[OVHUser], marker: Marker) -> list[OVHUser]:
+    """Live OVH users carrying the marker, oldest first."""
+    return sorted((u for u in users if marker.is_on(u.description) and u.status not in GONE_STATUSES),
+                  key=lambda u: u.id)
+
+
+async def _delete_others(ovh: OVH, own: list[OVHUser], keep: OVHUser, journal: Journal) -> None:
+    """Delete the resource's users other than ``keep``: duplicates left by answers lost while OVH hid
     the user."""
     for other in own:
         if other.id != keep.id and await ovh.delete_user(other.id):
             journal.note("UserDeleted", f"Deleted duplicate OVH user {other.id} (same marker as {keep.id})")
 
 
-async def _delete_duplicates(runtime: Runtime, resource: Resource, user: OVHUser, journal: Journal) -> None:
-    """The drift check's duplicate cleanup, best effort, from the shared user listing (refreshed at most
-    once per drift interval). Users younger than the creation window are spared: a listing that old
+async def _delete_duplicates(ctx: Context, resource: Resource, user: OVHUser, journal: Journal) -> None:
+    """The check's duplicate cleanup, best effort, from the shared user listing (refreshed at most once
+    per drift interval). Users younger than the creation window are spared: a listing that old
     cannot tell them apart from one still being adopted."""
     try:
-        listing = await runtime.ovh.list_users(max_age=runtime.settings.drift_interval)
-        old = [u for u in _own(listing, resource)
-               if (age := _age(u.creation_date)) is not None and age > runtime.settings.creation_window]
-        await _delete_others(runtime.ovh, old, user, journal)
+        listing = await ctx.ovh.list_users(max_age=ctx.drift_interval())
+        old = [u for u in _own(listing, ctx.marker(resource))
+               if (age := ctx.age(parse_time(u.creation_date))) is not None and age > ctx.settings.creation_window]
+        await _delete_others(ctx.ovh, old, user, journal)
     except OperatorError as error:  # the resource itself is fine
-        journal.logger.warning("Could not clean up duplicate OVH users: %s", error.message)
+        logger.warning("[%s] Could not clean up duplicate OVH users: %s", resource.key, error.message)
 
 
-async def finalize(runtime: Runtime, resource: Resource, logger: kopf.Logger) -> None:
-    """Delete the resource's OVH user(s) and wait until OVH has removed them."""
-    async with runtime.lock(resource.uid):
-        fresh = await _fresh(runtime, resource) or resource
-        status = Status(runtime, fresh)
-        journal = Journal(fresh, logger)
-        try:
-            await _delete_users(runtime, fresh, status, journal)
-        except OperatorError as error:
-            waiting = error.reason == DELETING
-            if not waiting:
-                error = OperatorError(
-                    f"Cannot delete the OVH user yet: {error.message}. To leave the user in OVH instead, "
-                    f"remove the finalizer {FINALIZER}", reason=error.reason, retry=error.retry)
-            with contextlib.suppress(OperatorError, ResourceGone):
-                if await status.set_ready(False, error.reason, error.message) and not waiting:
-                    journal.note(error.reason, error.message, warning=True)
-            raise to_kopf(error, runtime.settings, deleting=True) from None
-    runtime.forget(resource.uid)
+# --- deletion -----------------------------------------------------------------------------------
 
 
-async def _delete_users(runtime: Runtime, resource: Resource, status: Status, journal: Journal) -> None:
-    ovh, settings = runtime.ovh, runtime.settings
-    recorded = int(status.get("userId") or 0)
-    requested_age = _age(status.get("userRequestedAt"))
-    if not recorded and requested_age is None:
-        journal.note("NothingToDelete", "No OVH user was created for this resource; nothing to delete in OVH")
-        return
-    listed = {u.id for u in _own(await ovh.list_users(), resource)}
-    if requested_age is not None and requested_age < settings.creation_window and recorded not in listed:
-        # OVH may not show a just-created user yet: deleting now could leave it behind.
-        raise UserNotReady("Waiting to see whether OVH created a user for this resource", reason=DELETING)
-    user_ids = listed | ({recorded} if recorded else set())
-    if not user_ids:
-        journal.note("NothingToDelete", "OVH shows no user for this resource; nothing to delete in OVH")
-        return
-    for user_id in sorted(user_ids):
-        if await ovh.delete_user(user_id):
-            journal.note("UserDeleting", f"Deleting OVH user {user_id}")
-        if not await ovh.wait_user_gone(user_id, settings.user_wait_per_attempt):
-            raise UserNotReady(f"Waiting for OVH to delete user {user_id}", reason=DELETING)
-        journal.note("UserDeleted", f"Deleted OVH user {user_id}")
+async def finalize(ctx: Context, resource: Resource, memory: Memory) -> Outcome:
+    """Delete the resource's OVH users, wait until OVH has removed them, then release the finalizer."""
+    if FINALIZER not in resource.finalizers:
+        return GONE
+    status = StatusWriter(ctx.kube, resource)
+    journal = Journal(ctx.events, resource)
+    try:
+        waiting = await _delete_users(ctx, resource, status, journal, memory)
+        if waiting is None:
+            await ctx.kube.set_finalizers(resource.namespace, resource.name,
+                                          [f for f in resource.finalizers if f != FINALIZER], resource.resource_version)
+            return GONE
+        outcome = waiting
+    except ResourceGone:
+        return GONE
+    except OperatorError as error:
+        # A deletion is never abandoned (that would orphan the user): it waits for a human at worst.
+        retry = Retry.LATER if error.retry is Retry.ON_CHANGE else error.retry
+        outcome = Outcome(False, error.reason, f"Cannot delete the OVH user yet: {error.message}. To leave the "
+                          f"user in OVH instead, remove the finalizer {FINALIZER}", retry=retry)
+    try:
+        if await status.set_ready(outcome, ctx.now()) and outcome.retry is not None:
+            journal.warn(outcome.reason, outcome.message)
+    except ResourceGone:
+        return GONE
+    except OperatorError:
+        logger.warning("[%s] Could not record the Ready condition; will retry", resource.key)
+    return outcome
+
+
+async def _delete_users(ctx: Context, resource: Resource, status: StatusWriter, journal: Journal,
+                        memory: Memory) -> Outcome | None:
+    """Delete every user carrying the resource's marker; an Outcome while waiting, None when done."""
+    settings, marker = ctx.settings, ctx.marker(resource)
+    if memory.deleting is None:
+        recorded = status.status
+        requested_age = ctx.age(recorded.user_requested_at)
+        if not recorded.user_id and requested_age is None:
+            journal.note("NothingToDelete", "No OVH user was created for this resource; nothing to delete in OVH")
+            return None
+        own = {u.id for u in _own(await ctx.ovh.list_users(max_age=1.0), marker)}
+        if recorded.user_id and recorded.user_id not in own:
+            found = await ctx.ovh.get_user(recorded.user_id)
+            if found is not None and marker.is_on(found.description) and found.status != "deleted":
+                own.add(found.id)
+        if requested_age is not None and requested_age < settings.creation_window and not own:
+            return Outcome.waiting(DELETING, "Waiting to see whether OVH created a user for this resource",
+                                   settings.user_poll_interval)
+        if not own:
+            journal.note("NothingToDelete", "OVH shows no user for this resource; nothing to delete in OVH")
+            return None
+        memory.deleting = own
+    for user_id in sorted(memory.deleting):
+        if user_id not in memory.delete_sent:
+            if await ctx.ovh.delete_user(user_id):
+                journal.note("UserDeleting", f"Deleting OVH user {user_id}")
+            memory.delete_sent.add(user_id)
+        user = await ctx.ovh.get_user(user_id)
+        if user is None or user.status == "deleted":
+            memory.deleting.discard(user_id)
+            ctx.activation.forget(user_id)
+            journal.note("UserDeleted", f"Deleted OVH user {user_id}")
+    if memory.deleting:
+        waiting_for = ", ".join(map(str, sorted(memory.deleting)))
+        return Outcome.waiting(DELETING, f"Waiting for OVH to delete user {waiting_for}", settings.user_poll_interval)
+    return None
+

@@ -6,17 +6,18 @@ state and call record are read directly for assertions.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ovh_s3_operator.sandbox.background import BackgroundLoop
-from ovh_s3_operator.sandbox.clients import SandboxClients
-from ovh_s3_operator.sandbox.ovh import DEFAULT_ROLES
-from ovh_s3_operator.sandbox.stack import OperatorProcess, SandboxStack
+from ovh_s3_operator_sandbox.background import BackgroundLoop
+from ovh_s3_operator_sandbox.clients import SandboxClients
+from ovh_s3_operator_sandbox.ovh.server import DEFAULT_ROLES
+from ovh_s3_operator_sandbox.stack import OperatorProcess, SandboxStack
+
+from ..support import Redacted, live_users, owner_uid
 
 # Fast retries so that tests converge in seconds; each test may override.
 FAST = {
@@ -24,7 +25,6 @@ FAST = {
     "OVH_S3_OPERATOR_CONFLICT_RETRY_DELAY": "2",
     "OVH_S3_OPERATOR_PERMANENT_RETRY_DELAY": "5",
     "OVH_S3_OPERATOR_USER_POLL_INTERVAL": "0.1",
-    "OVH_S3_OPERATOR_USER_WAIT_PER_ATTEMPT": "5",
     "OVH_S3_OPERATOR_OVH_BACKOFF_BASE": "0.05",
     "OVH_S3_OPERATOR_OVH_BACKOFF_MAX": "0.5",
     "OVH_S3_OPERATOR_OVH_CONSISTENCY_DELAY": "2",
@@ -33,15 +33,6 @@ FAST = {
     "OVH_S3_OPERATOR_DRIFT_INTERVAL": "0",
 }
 TIMEOUT = 30.0
-
-
-class Redacted(str):
-    """A secret that compares like the string but never shows in assertion output."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "'<redacted>'"
 
 
 class World(SandboxClients):
@@ -85,9 +76,6 @@ class World(SandboxClients):
         for operator in self.operators:
             operator.stop()
 
-    def ready(self, obj: Mapping[str, Any] | None) -> dict[str, Any] | None:
-        return self.ready_condition(obj)
-
     def assert_consistent(self, names: Iterable[str], gone: Iterable[str] = ()) -> None:
         """Each named resource is Ready with exactly one OVH user holding one key, which its Secret holds;
         the ``gone`` resources no longer exist; no OVH user belongs to anything else."""
@@ -107,17 +95,11 @@ class World(SandboxClients):
             assert obj["status"]["accessKeyId"] == credential["access"]
         for name in gone:
             self.wait_gone(name)
-        owners = [re.search(r"\[osu:([^\]]+)\]", u["description"]) for u in self.ovh_users()]
-        assert sorted(m.group(1) for m in owners if m) == sorted(live)
-        assert all(owners), "an OVH user without a marker appeared"
+        assert sorted(owner_uid(u) or "(no marker)" for u in self.ovh_users()) == sorted(live)
 
     def ovh_users(self, uid: str | None = None) -> list[dict[str, Any]]:
         """Sandbox users (all, or those carrying a resource's marker), excluding ones being deleted."""
-        users = [u for u in self.stack.ovh.users() if u["status"] not in ("deleting", "deleted")]
-        for user in users:
-            for credential in user["credentials"]:
-                credential["secret"] = Redacted(credential["secret"])
-        return [u for u in users if uid is None or f"[osu:{uid}]" in u["description"]]
+        return live_users(self.stack.ovh.project.users(), uid)
 
     def secret_values(self, name: str, namespace: str | None = None) -> dict[str, str] | None:
         values = super().secret_values(name, namespace)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ovh_s3_operator.sandbox.stack import wait_for
+from ovh_s3_operator_sandbox.stack import wait_for
 
 pytestmark = [
     pytest.mark.integration,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ovh_s3_operator.sandbox.stack import wait_for
+from ovh_s3_operator_sandbox.stack import wait_for
 
 from .conftest import World
 
@@ -70,7 +70,7 @@ def test_crash_after_user_gone_still_releases_the_finalizer(world: World) -> Non
     world.create("crashy", GRANTS)
     world.wait_ready("crashy")
     # Kill while waiting for OVH to finish deleting: the user disappears while the operator is down.
-    world.stack.ovh.deletion = 3.0
+    world.stack.ovh.project.deletion = 3.0
     crash_on(world, "GET", r"/user/\d+$", lambda: world.delete("crashy"))
     world.wait_gone("crashy")
     assert world.ovh_users() == []

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ovh_s3_operator.sandbox.stack import wait_for
+from ovh_s3_operator_sandbox.stack import wait_for
 
 from .conftest import World
 
@@ -41,7 +41,7 @@ def test_no_secret_reaches_logs_events_or_status(world: World) -> None:
     uid_b = world.wait_ready("leak-b")["metadata"]["uid"]
     [user] = world.ovh_users(uid_b)
     old_access = user["credentials"][0]["access"]
-    world.stack.ovh.delete_credential(user["id"], old_access)
+    world.stack.ovh.project.delete_credential(user["id"], old_access)
     wait_for(lambda: [c for c in world.ovh_users(uid_b)[0]["credentials"] if c["access"] != old_access], 30,
              what="a new key")
     world.assert_consistent(["leak-a", "leak-b"])

@@ -30,8 +30,8 @@ from ovh.exceptions import (
     ResourceNotFoundError,
 )
 
-from ovh_s3_operator.sandbox.background import BackgroundLoop
-from ovh_s3_operator.sandbox.ovh import DEFAULT_ROLES, OVHSandbox
+from ovh_s3_operator_sandbox.background import BackgroundLoop
+from ovh_s3_operator_sandbox.ovh.server import DEFAULT_ROLES, OVHSandbox
 
 Connect = Callable[..., ovh.Client]
 READ_POLICY = {
@@ -102,7 +102,7 @@ def create_user(client: ovh.Client, project: str, **params: Any) -> dict[str, An
 
 
 def snapshot(sandbox: OVHSandbox, user_id: int) -> dict[str, Any]:
-    user = sandbox.user(user_id)
+    user = sandbox.project.user(user_id)
     assert user is not None
     return user
 
@@ -135,8 +135,7 @@ def test_identity_and_env(sandbox: OVHSandbox) -> None:
     }
     assert len({credentials.application_key, credentials.application_secret, credentials.consumer_key}) == 3
     assert OVHSandbox(service_name="p1").service_name == "p1"
-    with pytest.raises(RuntimeError):
-        _ = OVHSandbox().url
+    assert OVHSandbox().url == "http://ovh-sandbox.invalid/1.0"  # not started: the in-process endpoint
 
 
 def test_signed_call_lists_the_project(sandbox: OVHSandbox, client: ovh.Client) -> None:
@@ -259,11 +258,11 @@ def test_create_user_rejects_bad_parameters(
 ) -> None:
     with pytest.raises(BadParametersError, match=message):
         client.post(f"{project}/user", **params)
-    assert sandbox.users() == []
+    assert sandbox.project.users() == []
 
 
 def test_user_becomes_ok_after_activation(sandbox: OVHSandbox, client: ovh.Client, project: str) -> None:
-    sandbox.activation = 0.2
+    sandbox.project.activation = 0.2
     started = time.monotonic()
     user_id = create_user(client, project)["id"]
     eventually(lambda: client.get(f"{project}/user/{user_id}")["status"] == "ok")
@@ -273,40 +272,40 @@ def test_user_becomes_ok_after_activation(sandbox: OVHSandbox, client: ovh.Clien
 def test_stuck_user_stays_creating_until_activation_changes(
     sandbox: OVHSandbox, client: ovh.Client, project: str
 ) -> None:
-    sandbox.activation = math.inf
+    sandbox.project.activation = math.inf
     user_id = create_user(client, project)["id"]
     assert client.get(f"{project}/user/{user_id}")["status"] == "creating"
-    sandbox.activation = 0.0
+    sandbox.project.activation = 0.0
     assert client.get(f"{project}/user/{user_id}")["status"] == "ok"
 
 
 def test_delete_is_asynchronous_and_idempotent(sandbox: OVHSandbox, client: ovh.Client, project: str) -> None:
-    sandbox.deletion = math.inf
+    sandbox.project.deletion = math.inf
     user_id = create_user(client, project)["id"]
     client.post(f"{project}/user/{user_id}/s3Credentials")
     assert client.delete(f"{project}/user/{user_id}") is None
     assert client.get(f"{project}/user/{user_id}")["status"] == "deleting"
     assert client.delete(f"{project}/user/{user_id}") is None
-    sandbox.deletion = 0.0
+    sandbox.project.deletion = 0.0
     with pytest.raises(ResourceNotFoundError):
         client.get(f"{project}/user/{user_id}")
     with pytest.raises(ResourceNotFoundError):
         client.get(f"{project}/user/{user_id}/s3Credentials")
     with pytest.raises(ResourceNotFoundError):
         client.delete(f"{project}/user/{user_id}")
-    assert sandbox.users() == []
+    assert sandbox.project.users() == []
 
 
 def test_just_created_user_is_briefly_unknown(sandbox: OVHSandbox, client: ovh.Client, project: str) -> None:
-    sandbox.visibility_delay = math.inf
+    sandbox.project.visibility_delay = math.inf
     user_id = create_user(client, project)["id"]
     with pytest.raises(ResourceNotFoundError):
         client.get(f"{project}/user/{user_id}")
     with pytest.raises(ResourceNotFoundError):
         client.post(f"{project}/user/{user_id}/s3Credentials")
     assert client.get(f"{project}/user") == []
-    assert [u["id"] for u in sandbox.users()] == [user_id]
-    sandbox.visibility_delay = 0.0
+    assert [u["id"] for u in sandbox.project.users()] == [user_id]
+    sandbox.project.visibility_delay = 0.0
     assert client.get(f"{project}/user/{user_id}")["id"] == user_id
 
 
@@ -333,7 +332,7 @@ def test_s3_credentials_lifecycle(sandbox: OVHSandbox, client: ovh.Client, proje
 
 
 def test_s3_credentials_need_an_ok_user(sandbox: OVHSandbox, client: ovh.Client, project: str) -> None:
-    sandbox.activation = math.inf
+    sandbox.project.activation = math.inf
     user_id = create_user(client, project)["id"]
     with pytest.raises(ResourceConflictError, match="not ready"):
         client.post(f"{project}/user/{user_id}/s3Credentials")
@@ -428,7 +427,7 @@ def test_configured_roles_limit_user_creation(start_sandbox: Callable[..., OVHSa
 def test_snapshots_hold_policy_and_secrets(sandbox: OVHSandbox, client: ovh.Client, project: str) -> None:
     user = create_user(client, project, description="d")
     credential = client.post(f"{project}/user/{user['id']}/s3Credentials")
-    assert sandbox.users() == [
+    assert sandbox.project.users() == [
         {
             "id": user["id"],
             "username": user["username"],
@@ -439,7 +438,7 @@ def test_snapshots_hold_policy_and_secrets(sandbox: OVHSandbox, client: ovh.Clie
             "credentials": [{"access": credential["access"], "secret": credential["secret"]}],
         }
     ]
-    assert sandbox.user(user["id"] + 1) is None
+    assert sandbox.project.user(user["id"] + 1) is None
 
 
 def test_writes_and_clear_calls(sandbox: OVHSandbox, client: ovh.Client, project: str) -> None:
@@ -463,21 +462,22 @@ def test_writes_and_clear_calls(sandbox: OVHSandbox, client: ovh.Client, project
 def test_console_changes(sandbox: OVHSandbox, client: ovh.Client, project: str) -> None:
     user_id = create_user(client, project)["id"]
     access = client.post(f"{project}/user/{user_id}/s3Credentials")["access"]
-    sandbox.set_policy(user_id, "edited in the console")
+    sandbox.project.set_policy(user_id, "edited in the console")
     assert client.get(f"{project}/user/{user_id}/policy") == {"policy": "edited in the console"}
-    sandbox.delete_credential(user_id, access)
+    sandbox.project.delete_credential(user_id, access)
     assert client.get(f"{project}/user/{user_id}/s3Credentials") == []
-    sandbox.set_user_status(user_id, "disabled")
-    assert client.get(f"{project}/user/{user_id}")["status"] == "disabled"
+    sandbox.project.deletion = 60
+    sandbox.project.set_user_status(user_id, "deleting")
+    assert client.get(f"{project}/user/{user_id}")["status"] == "deleting"
     with pytest.raises(ResourceConflictError):
         client.post(f"{project}/user/{user_id}/s3Credentials")
-    sandbox.delete_user_now(user_id)
+    sandbox.project.delete_user_now(user_id)
     with pytest.raises(ResourceNotFoundError):
         client.get(f"{project}/user/{user_id}")
     with pytest.raises(KeyError):
-        sandbox.delete_user_now(user_id)
+        sandbox.project.delete_user_now(user_id)
     with pytest.raises(ValueError, match="status"):
-        sandbox.set_user_status(user_id, "frozen")
+        sandbox.project.set_user_status(user_id, "frozen")
 
 
 # -- latency and rate limit -------------------------------------------------------------------------------
@@ -500,7 +500,7 @@ def test_rate_limit_answers_429_without_effect(sandbox: OVHSandbox, client: ovh.
     assert response.status_code == 429
     assert int(response.headers["Retry-After"]) >= 1
     assert response.json()["message"] == "Too many requests"
-    assert sandbox.users() == []
+    assert sandbox.project.users() == []
     assert (sandbox.calls()[-1].method, sandbox.calls()[-1].status) == ("POST", 429)
     sandbox.rate_limit = None
     create_user(client, project)
@@ -516,7 +516,7 @@ def test_status_fault_matches_method_and_path_once(sandbox: OVHSandbox, client: 
         create_user(client, project)
     assert status_of(failed.value) == 503
     assert failed.value.response.json() == {"message": "injected 503 fault"}
-    assert sandbox.users() == []
+    assert sandbox.project.users() == []
     assert fault.hits == 1
     assert fault.triggered.is_set()
     assert sandbox.calls()[-1].status == 503
@@ -561,7 +561,7 @@ def test_reset_drops_the_connection_before_processing(sandbox: OVHSandbox, clien
     sandbox.add_fault(method="POST", reset=True)
     with pytest.raises(HTTPError):
         create_user(client, project)
-    assert sandbox.users() == []
+    assert sandbox.project.users() == []
     assert sandbox.calls()[-1].status == 0
     create_user(client, project)
 
@@ -570,14 +570,14 @@ def test_after_fault_keeps_the_side_effect(sandbox: OVHSandbox, client: ovh.Clie
     sandbox.add_fault(method="POST", status=500, after=True)
     with pytest.raises(APIError):
         create_user(client, project)
-    assert len(sandbox.users()) == 1
+    assert len(sandbox.project.users()) == 1
 
 
 def test_lost_answer_after_processing(sandbox: OVHSandbox, client: ovh.Client, project: str) -> None:
     sandbox.add_fault(method="POST", reset=True, after=True)
     with pytest.raises(HTTPError):
         create_user(client, project)
-    assert len(sandbox.users()) == 1
+    assert len(sandbox.project.users()) == 1
 
 
 def test_delay_outlasts_the_client_timeout(sandbox: OVHSandbox, connect: Connect, project: str) -> None:
@@ -586,7 +586,7 @@ def test_delay_outlasts_the_client_timeout(sandbox: OVHSandbox, connect: Connect
     sandbox.add_fault(method="POST", delay=0.4, after=True)
     with pytest.raises(HTTPError):
         create_user(impatient, project)
-    eventually(lambda: sandbox.users())
+    eventually(lambda: sandbox.project.users())
 
 
 def test_hang_until_released(sandbox: OVHSandbox, client: ovh.Client, project: str) -> None:
@@ -594,7 +594,7 @@ def test_hang_until_released(sandbox: OVHSandbox, client: ovh.Client, project: s
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(create_user, client, project)
         assert fault.triggered.wait(5)
-        assert len(sandbox.users()) == 1
+        assert len(sandbox.project.users()) == 1
         assert not pending.done()
         assert sandbox.calls()[-1].status == 0
         fault.release()
@@ -618,7 +618,7 @@ def test_stop_releases_hung_requests(background: BackgroundLoop, sandbox: OVHSan
 def test_no_secrets_in_calls_or_logs(
     sandbox: OVHSandbox, client: ovh.Client, connect: Connect, project: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="ovh_s3_operator.sandbox.ovh")
+    caplog.set_level(logging.DEBUG, logger="ovh_s3_operator_sandbox.ovh.server")
     user = create_user(client, project, description="d")
     credential = client.post(f"{project}/user/{user['id']}/s3Credentials")
     secret = client.post(f"{project}/user/{user['id']}/s3Credentials/{credential['access']}/secret")["secret"]

@@ -13,11 +13,12 @@ from ovh_s3_operator.errors import (
     OVHConflict,
     OVHCredentialsMissing,
     OVHCredentialsRejected,
+    OVHNotFound,
     OVHProjectError,
     OVHRejected,
     OVHUnavailable,
 )
-from ovh_s3_operator.ovh_api import NotFound, OVHClient, build_client, is_retryable, retry_after
+from ovh_s3_operator.ovh_api import OVHClient, build_client, is_retryable, retry_after
 
 
 def response(status: int, **headers: str) -> requests.Response:
@@ -127,7 +128,7 @@ async def test_404_means_absent(mocker: MockerFixture, executor: ThreadPoolExecu
     mocker.patch.object(client._client, "call", side_effect=api_error(404, ovh_errors.ResourceNotFoundError))
     assert await client.get_user(7) is None
     assert await client.get_policy(7) is None
-    with pytest.raises(NotFound, match="OVH answered 404 to GET /cloud/project/p1/user/7/s3Credentials"):
+    with pytest.raises(OVHNotFound, match="OVH answered 404 to GET /cloud/project/p1/user/7/s3Credentials"):
         await client.list_s3_credentials(7)
     with pytest.raises(OVHProjectError, match=r"no cloud project 'p1'.*check OVH_SERVICE_NAME"):
         await client.list_users()
@@ -153,24 +154,6 @@ async def test_service_name_required_with_several_projects(
     mocker.patch.object(client._client, "call", return_value=["a", "b"])
     with pytest.raises(OVHProjectError, match=r"has 2 cloud projects \(a, b\); set OVH_SERVICE_NAME"):
         await client.list_users()
-
-
-async def test_retry_after_pauses_every_call(mocker: MockerFixture, executor: ThreadPoolExecutor) -> None:
-    client = OVHClient(settings(ovh_max_attempts=1), executor)
-    call = mocker.patch.object(client._client, "call", side_effect=[api_error(429, **{"Retry-After": "30"}), []])
-    with pytest.raises(OVHUnavailable, match="429"):
-        await client.list_projects()
-    sleeps: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        client._paused_until = 0.0  # the pause is over
-
-    mocker.patch("ovh_s3_operator.ovh_api.asyncio.sleep", side_effect=fake_sleep)
-    assert await client.list_projects() == []  # another call after the 429 waits out the same pause
-    assert len(sleeps) == 1
-    assert 25 < sleeps[0] <= 30
-    assert call.call_count == 2
 
 
 async def test_user_listing_can_be_shared(mocker: MockerFixture, executor: ThreadPoolExecutor) -> None:

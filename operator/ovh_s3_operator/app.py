@@ -1,0 +1,72 @@
+"""Wiring: builds the clients, the reconcile's context and the controller from the settings."""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import kubernetes
+import requests
+
+from .config import Settings
+from .controller import Controller
+from .kube_api import EventRecorder, KubeClient, new_api_client
+from .ovh_api import OVHClient
+from .reconcile import ActivationEstimate, Context
+
+logger = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The operator cannot run as configured; the message says what to fix."""
+
+
+@dataclass
+class App:
+    settings: Settings
+    controller: Controller
+    ovh: OVHClient
+    kube: KubeClient
+    events: EventRecorder
+    executors: tuple[ThreadPoolExecutor, ...]
+
+    @classmethod
+    async def start(cls, settings: Settings, *, api_client: kubernetes.client.ApiClient | None = None,
+                    ovh_session: requests.Session | None = None) -> App:
+        # Separate pools: Kubernetes calls never delay an OVH request that already passed the rate limiter.
+        ovh_pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="ovh")
+        kube_pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="kube")
+        ovh = OVHClient(settings, ovh_pool, session=ovh_session)
+        kube = KubeClient(api_client or new_api_client(), kube_pool)
+        events = EventRecorder(kube)
+        cluster_id = settings.cluster_id or await kube.namespace_uid("kube-system")
+        if not cluster_id:
+            raise StartupError("Cannot read the uid of namespace kube-system, which identifies this cluster's OVH "
+                               "users: grant the operator get on namespaces, or set OVH_S3_OPERATOR_CLUSTER_ID")
+        ctx = Context(ovh=ovh, kube=kube, events=events, settings=settings, cluster_id=cluster_id,
+                      activation=ActivationEstimate(settings.user_poll_interval), drift_interval=lambda: 0.0)
+        controller = Controller(ctx)
+        ctx.drift_interval = controller.drift_interval
+        app = cls(settings, controller, ovh, kube, events, (ovh_pool, kube_pool))
+        app._log_configuration(cluster_id)
+        await controller.start()
+        return app
+
+    def _log_configuration(self, cluster_id: str) -> None:
+        problem = self.ovh.configuration_error
+        if problem is not None:
+            logger.error("%s. Every resource will report this until the operator restarts with credentials.",
+                         problem.message)
+            return
+        endpoint = urllib.parse.urlsplit(self.settings.ovh_endpoint)
+        shown = endpoint._replace(netloc=endpoint.hostname or "").geturl() if endpoint.password else endpoint.geturl()
+        logger.info("Using OVH API %s, project %s; this cluster's OVH users are marked %s", shown,
+                    self.settings.ovh_service_name or "(the only one)", cluster_id)
+
+    async def close(self) -> None:
+        await self.controller.stop()
+        await self.events.close()
+        for executor in self.executors:
+            executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,245 @@
+"""The Kubernetes port: the calls the reconcile makes itself, and the events it posts, on the official client.
+
+kopf only watches (:mod:`.handlers`); every write goes through here, in the executor, and lands
+before the next step runs. Errors never carry response bodies: a Secret's body holds credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import functools
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from typing import Any, TypeVar, cast
+
+import kubernetes
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from .errors import (
+    InvalidSpec,
+    KubeAlreadyExists,
+    KubeConflict,
+    KubeNotFound,
+    KubernetesAPIError,
+    ResourceGone,
+)
+from .model import GROUP, PLURAL, VERSION
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+COMPONENT = "ovh-s3-operator"
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+
+
+def new_api_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
+    """In-cluster service account when running in a pod, else the kubeconfig (``$KUBECONFIG`` by default)."""
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        configuration = kubernetes.client.Configuration()
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+        return kubernetes.client.ApiClient(configuration)
+    return kubernetes.config.new_client_from_config(config_file=kubeconfig or os.environ.get("KUBECONFIG"))
+
+
+class KubeClient:
+    """Implements :class:`.ports.Kube`."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient, executor: Executor) -> None:
+        self.api_client = api_client
+        self._core = kubernetes.client.CoreV1Api(api_client)
+        self._custom = kubernetes.client.CustomObjectsApi(api_client)
+        self._executor = executor
+
+    async def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        call = functools.partial(fn, *args, **kwargs)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubernetesAPIError(f"Cannot reach the Kubernetes API ({type(exc).__name__}) to {what}; "
+                                     "retrying") from None
+        except ApiException as exc:
+            kind: type[KubernetesAPIError] = KubernetesAPIError
+            if exc.status == 404:
+                kind = KubeNotFound
+            elif exc.status == 409:
+                kind = KubeAlreadyExists if what.startswith("create") else KubeConflict
+            message = f"The Kubernetes API answered {exc.status} {exc.reason or ''}".rstrip() + f" to {what}"
+            raise kind(message + "; retrying", status=exc.status) from None
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        plain: dict[str, Any] = self.api_client.sanitize_for_serialization(obj)
+        return plain
+
+    # --- the custom resource ---------------------------------------------------------------------
+
+    async def read_resource(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            body = await self.call(f"read {namespace}/{name}", self._custom.get_namespaced_custom_object,
+                                   GROUP, VERSION, namespace, PLURAL, name)
+        except KubeNotFound:
+            return None
+        return dict(cast(dict[str, Any], body))
+
+    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge-patch ``.status`` (None values remove fields); ResourceGone if the resource is gone."""
+        try:
+            patched = await self.call(
+                f"patch status of {namespace}/{name}", self._custom.patch_namespaced_custom_object_status,
+                GROUP, VERSION, namespace, PLURAL, name, {"status": dict(status)},
+            )
+        except KubeNotFound:
+            raise ResourceGone(f"{namespace}/{name}") from None
+        return dict(cast(dict[str, Any], patched))
+
+    async def set_finalizers(self, namespace: str, name: str, finalizers: list[str],
+                             resource_version: str) -> dict[str, Any]:
+        """Replace ``metadata.finalizers`` if the resource is still at ``resource_version`` (else
+        KubeConflict); ResourceGone if it is gone."""
+        patch = {"metadata": {"finalizers": finalizers or None, "resourceVersion": resource_version}}
+        try:
+            patched = await self.call(f"update the finalizers of {namespace}/{name}",
+                                      self._custom.patch_namespaced_custom_object,
+                                      GROUP, VERSION, namespace, PLURAL, name, patch)
+        except KubeNotFound:
+            raise ResourceGone(f"{namespace}/{name}") from None
+        return dict(cast(dict[str, Any], patched))
+
+    async def list_resources(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        if namespace is None:
+            listing = await self.call("list the resources", self._custom.list_cluster_custom_object,
+                                      GROUP, VERSION, PLURAL)
+        else:
+            listing = await self.call(f"list the resources of {namespace}",
+                                      self._custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL)
+        return list(cast(dict[str, Any], listing).get("items") or [])
+
+    # --- Secrets ---------------------------------------------------------------------------------
+
+    async def read_secret_metadata(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Secret's metadata only (PartialObjectMetadata): who owns it, never its data."""
+        try:
+            response = await self.call(
+                f"read the metadata of Secret {namespace}/{name}", self._core.read_namespaced_secret, name, namespace,
+                _headers={"Accept": METADATA_ONLY}, _preload_content=False)
+        except KubeNotFound:
+            return None
+        return dict(json.loads(cast(Any, response).data))
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._plain(await self.call(f"read Secret {namespace}/{name}",
+                                               self._core.read_namespaced_secret, name, namespace))
+        except KubeNotFound:
+            return None
+
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a Secret; returns its metadata. KubeAlreadyExists if the name is taken."""
+        name = body["metadata"]["name"]
+        try:
+            created = await self.call(f"create Secret {namespace}/{name}", self._core.create_namespaced_secret,
+                                      namespace, body)
+        except KubernetesAPIError as error:
+            if error.status == 422:
+                raise InvalidSpec(f"Kubernetes refused to create Secret {name}: check spec.secret.name") from None
+            raise
+        return dict(self._plain(created)["metadata"])
+
+    async def patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch a Secret; returns its new metadata."""
+        try:
+            patched = await self.call(f"patch Secret {namespace}/{name}", self._core.patch_namespaced_secret,
+                                      name, namespace, patch)
+        except KubeNotFound:
+            raise KubernetesAPIError(f"Secret {namespace}/{name} was deleted while being updated; retrying") from None
+        return dict(self._plain(patched)["metadata"])
+
+    async def delete_secret(self, namespace: str, name: str, uid: str) -> None:
+        """Delete the Secret if it is still the object with ``uid`` (never a namesake created since)."""
+        options = {"preconditions": {"uid": uid}}
+        with contextlib.suppress(KubeNotFound, KubeConflict):
+            await self.call(f"delete Secret {namespace}/{name}", self._core.delete_namespaced_secret,
+                            name, namespace, body=options)
+
+    # --- namespaces ------------------------------------------------------------------------------
+
+    async def namespace_uid(self, name: str) -> str | None:
+        try:
+            namespace = await self.call(f"read namespace {name}", self._core.read_namespace, name)
+        except KubeNotFound:
+            return None
+        return str(namespace.metadata.uid) if namespace.metadata else None
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class EventRecorder:
+    """Posts Kubernetes events in the background (implements :class:`.ports.Events`).
+
+    Events come from ``ovh-s3-operator`` on events.k8s.io/v1 (core/v1 where the server lacks it).
+    Posting is best effort: a failure is logged at DEBUG and never delays nor fails a reconcile.
+    """
+
+    def __init__(self, kube: KubeClient, *, capacity: int = 10000) -> None:
+        self._kube = kube
+        self._events_v1 = kubernetes.client.EventsV1Api(kube.api_client)
+        self._core = kubernetes.client.CoreV1Api(kube.api_client)
+        self._queue: asyncio.Queue[tuple[Mapping[str, Any], str, str, bool]] = asyncio.Queue(capacity)
+        self._task: asyncio.Task[None] | None = None
+        self._use_core = False
+        self._instance = os.environ.get("POD_NAME") or socket.gethostname()
+
+    def post(self, regarding: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait((regarding, reason, message, warning))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(), name="event recorder")
+
+    async def flush(self) -> None:
+        """Wait until every event posted so far has been sent (or failed)."""
+        await self._queue.join()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _drain(self) -> None:
+        while not self._queue.empty():
+            regarding, reason, message, warning = await self._queue.get()
+            try:
+                await self._send(regarding, reason, message, warning)
+            except Exception as exc:  # events are best effort
+                logger.debug("Could not post event %s: %s", reason, exc)
+            finally:
+                self._queue.task_done()
+
+    async def _send(self, regarding: Mapping[str, Any], reason: str, message: str, warning: bool) -> None:
+        namespace = regarding.get("namespace") or "default"
+        kind = "Warning" if warning else "Normal"
+        meta = {"generateName": f"{regarding.get('name', 'object')}.", "namespace": namespace}
+        if not self._use_core:
+            body = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": meta, "eventTime": _now(),
+                    "reportingController": COMPONENT, "reportingInstance": self._instance[:128],
+                    "action": reason, "reason": reason, "note": message[:1024], "type": kind,
+                    "regarding": dict(regarding)}
+            try:
+                await self._kube.call("post an event", self._events_v1.create_namespaced_event, namespace, body)
+                return
+            except KubeNotFound:
+                self._use_core = True  # the server has no events.k8s.io/v1
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        core = {"apiVersion": "v1", "kind": "Event", "metadata": meta, "involvedObject": dict(regarding),
+                "reason": reason, "message": message[:1024], "type": kind, "firstTimestamp": now,
+                "lastTimestamp": now, "count": 1, "source": {"component": COMPONENT},
+                "reportingComponent": COMPONENT, "reportingInstance": self._instance[:128]}
+        await self._kube.call("post an event", self._core.create_namespaced_event, namespace, core)

@@ -1,0 +1,749 @@
+"""A Kubernetes API emulator over HTTP on 127.0.0.1, for the sandbox, the demo and integration tests.
+
+A real ``kopf run`` operator, the official ``kubernetes`` Python client and ``kubectl`` work
+against it with a plain kubeconfig (see :meth:`KubeEmulator.kubeconfig`).
+
+It is built on kmock's :class:`kmock.KubernetesScaffold`, which keeps routing and serving the
+discovery endpoints (``/api``, ``/apis``, ``/apis/G``, ``/apis/G/V``, ``/version``) from
+``self.resources`` and runs the HTTP server (:class:`kmock.Server`); only the bodies of
+``/apis/G/V`` (kmock names the core group version "/v1") and ``/version`` are rendered here.
+Every request that names a resource plural is routed by :meth:`KubeEmulator.__call__` to this
+module's own fast path instead: its own path parser (kmock's cannot parse ``/api/v1/namespaces``)
+and an O(1) dict-based object store (:mod:`.kube_store`). These requests never reach kmock's DSL
+matching, whose cost grows with every request it has recorded, and kmock's request history is
+emptied after each discovery request. kmock's own ``KubernetesEmulator`` is not used: it lacks
+what kopf 1.45 relies on (resourceVersion, uid, 201 on create, 409/422 semantics, the status
+subresource, watch resumption, bookmarks, garbage collection, selectors).
+
+What it implements, as the API server does: create/get/list/watch/patch (merge, strategic as
+merge, JSON patch)/update/delete with uid, generation and one global resourceVersion;
+optimistic concurrency (409); the status subresource; finalizers and deletionTimestamp;
+ownerReference garbage collection; namespace deletion; label and field selectors; watch
+resumption from a bounded event log (410 Expired beyond it), bookmarks, ``timeoutSeconds``
+and ``sendInitialEvents``; structural-schema pruning, defaulting and validation of custom
+resources (:mod:`.kube_schema`); ``meta.k8s.io/v1`` Tables for ``kubectl get``
+(:mod:`.kube_table`); protobuf bodies of the built-in kinds ``kubectl create`` posts
+(:mod:`.kube_protobuf`). OpenAPI documents are not served (``kubectl apply --validate=false``),
+nor are server-side apply and dry runs. Injected faults (:meth:`KubeEmulator.add_fault`) apply to
+resource requests only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import aiohttp.web
+import attrs
+import kmock
+import yaml
+from multidict import CIMultiDict
+
+from ovh_s3_operator_sandbox.kube import events, protobuf
+from ovh_s3_operator_sandbox.kube.model import (
+    BUILTINS,
+    CRDS,
+    NAMESPACES,
+    VERBS,
+    VIEWS,
+    ApiError,
+    Obj,
+    ResourceType,
+    clone,
+)
+from ovh_s3_operator_sandbox.kube.patch import patcher
+from ovh_s3_operator_sandbox.kube.protobuf import PROTOBUF
+from ovh_s3_operator_sandbox.kube.query import Selector
+from ovh_s3_operator_sandbox.kube.store import Store, Watcher
+from ovh_s3_operator_sandbox.kube.table import table, wants_table
+
+logger = logging.getLogger(__name__)
+
+_NOT_FOUND = "the server could not find the requested resource"
+_WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+_DISCONNECT_CHECK = 1.0  # seconds between checks that a watching client is still connected
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """A resource request path: ``/api/v1/…`` or ``/apis/G/V/…``, namespaced or not."""
+
+    group: str
+    version: str
+    plural: str
+    namespace: str | None = None
+    name: str | None = None
+    subresource: str | None = None
+
+
+def parse_route(path: str) -> Route | None:
+    """Parse a resource path; None for other paths (discovery, /version, …)."""
+    parts = path.strip("/").split("/")
+    if len(parts) >= 3 and parts[0] == "api":
+        group, version, rest = "", parts[1], parts[2:]
+    elif len(parts) >= 4 and parts[0] == "apis":
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    namespace = None
+    # /api/v1/namespaces/NAME/status is the namespace's subresource, not a resource "status".
+    is_namespace_subresource = group == "" and len(rest) == 3 and rest[2] in ("status", "finalize")
+    if rest[0] == "namespaces" and len(rest) >= 3 and not is_namespace_subresource:
+        namespace, rest = rest[1], rest[2:]
+    if len(rest) > 3 or "" in rest:
+        raise ApiError(404, _NOT_FOUND)
+    name, subresource = [*rest[1:], None, None][:2]
+    return Route(group, version, rest[0], namespace, name, subresource)
+
+
+class RequestRecord(NamedTuple):
+    """One served request, without its body; ``view`` is ``PartialObjectMetadata`` for metadata-only
+    reads and ``Table`` for kubectl's tables."""
+
+    method: str
+    path: str
+    status: int
+    view: str = ""
+
+
+@dataclasses.dataclass(eq=False)
+class Fault:
+    """An injected failure: matching resource requests answer a Status error ``times`` times."""
+
+    method: str | None = None
+    plural: str | None = None
+    subresource: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+    status: int = 500
+    times: int = 1  # -1: until removed
+    message: str = "injected fault"
+    hits: int = 0
+
+    def matches(self, method: str, verb: str, route: Route) -> bool:
+        """Match by HTTP method (GET, PATCH, …) or by verb (get, list, watch, create, update, …)."""
+        return (
+            (self.method is None or self.method.upper() in (method, verb.upper()))
+            and self.plural in (None, route.plural)
+            and self.subresource in (None, route.subresource)
+            and self.namespace in (None, route.namespace)
+            and self.name in (None, route.name)
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeRequest:
+    """One request to a resource path, as the HTTP server or the in-process client received it."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]  # case-insensitive
+    body: bytes
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "").split(";")[0].strip()
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeResponse:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+def _json(body: Any, status: int = 200) -> KubeResponse:
+    return KubeResponse(status, json.dumps(body, separators=(",", ":")).encode())
+
+
+def _json_response(body: Any, status: int = 200) -> aiohttp.web.Response:
+    data = json.dumps(body, separators=(",", ":")).encode()
+    return aiohttp.web.Response(body=data, status=status, content_type="application/json")
+
+
+def _metadata_only(accept: str) -> bool:
+    """Whether the client asked for PartialObjectMetadata (``as=PartialObjectMetadata[List]``)."""
+    return "as=PartialObjectMetadata" in accept.replace(" ", "")
+
+
+def _partial(obj: Obj) -> Obj:
+    return {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": obj["metadata"]}
+
+
+def _event_line(event_type: str, obj: Mapping[str, Any]) -> bytes:
+    return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+
+def _verb(method: str, route: Route, watch: bool) -> str | None:
+    match method, route.name is None:
+        case "GET", _ if watch:
+            return "watch"
+        case "GET", True:
+            return "list"
+        case "POST", True:
+            return "create"
+        case "GET", False:
+            return "get"
+        case "PUT", False:
+            return "update"
+        case "PATCH", False:
+            return "patch"
+        case "DELETE", False:
+            return "delete"
+    return None
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise ApiError(400, "the request body is not valid JSON") from None
+
+
+def _check_preconditions(obj: Obj, preconditions: Any) -> None:
+    """DeleteOptions.preconditions: the uid and resourceVersion the object must still have (409 if not)."""
+    if not isinstance(preconditions, dict):
+        return
+    meta = obj["metadata"]
+    for field in ("uid", "resourceVersion"):
+        wanted = preconditions.get(field)
+        if wanted is not None and wanted != meta.get(field):
+            shown = "UID" if field == "uid" else field
+            raise ApiError(409, f"Precondition failed: {shown} in precondition: {wanted}, {shown} in object meta: "
+                                f"{meta.get(field)}", reason="Conflict")
+
+
+def _since(value: str | None) -> int | None:
+    """The resourceVersion a watch resumes after; None to start with the current state."""
+    if value in (None, "", "0"):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(400, f"invalid resource version: {value!r}") from None
+
+
+@attrs.define(kw_only=True, eq=False)
+class KubeEmulator(kmock.KubernetesScaffold):
+    """The emulated API server. Start it with :meth:`start` on a running event loop."""
+
+    bookmark_interval: float = 30.0
+    event_log_size: int = 20000
+    validate: bool = True
+    request_log_size: int = 1000
+
+    # The last served requests, without bodies.
+    requests: collections.deque[RequestRecord] = attrs.field(init=False)
+    _store: Store = attrs.field(init=False)
+    _faults: list[Fault] = attrs.field(init=False, factory=list)
+    _server: kmock.Server | None = attrs.field(init=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.requests = collections.deque(maxlen=self.request_log_size)
+        self._store = Store(
+            event_log_size=self.event_log_size,
+            validate=self.validate,
+            on_types_changed=self._sync_discovery,
+        )
+        for rt in BUILTINS:
+            self._store.register(rt)
+        self.create_namespace("default")
+        self.create_namespace("kube-system")
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        if self._server is not None:
+            raise RuntimeError("the Kubernetes API emulator is already running")
+        await self.__aenter__()
+        self._server = kmock.Server(self, host=host, port=port)
+        await self._server.__aenter__()
+        logger.info("Kubernetes API emulator listening on %s", self.url)
+
+    async def stop(self) -> None:
+        """End every watch stream, then stop the server."""
+        self._store.close_watchers("stopped")
+        if self._server is not None:
+            await self._server.__aexit__(None, None, None)
+            self._server = None
+            await self.__aexit__(None, None, None)
+
+    @property
+    def url(self) -> str:  # type: ignore[override]  # kmock's is a yarl.URL of any of its servers
+        if self._server is None:
+            raise RuntimeError("the Kubernetes API emulator is not running")
+        return str(self._server.url).rstrip("/")
+
+    def kubeconfig(self, namespace: str = "default") -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "sandbox", "cluster": {"server": self.url}}],
+            "users": [{"name": "sandbox", "user": {"token": "sandbox"}}],
+            "contexts": [
+                {"name": "sandbox", "context": {"cluster": "sandbox", "user": "sandbox", "namespace": namespace}}
+            ],
+            "current-context": "sandbox",
+            "preferences": {},
+        }
+
+    def write_kubeconfig(self, path: str | os.PathLike[str], namespace: str = "default") -> None:
+        with open(path, "w", encoding="utf-8") as file:
+            yaml.safe_dump(self.kubeconfig(namespace), file, sort_keys=False)
+
+    # ------------------------------------------------------------ state (thread-safe helpers)
+
+    def install_crd(self, crd: Mapping[str, Any]) -> None:
+        """Store (or replace) a CustomResourceDefinition and serve its resource."""
+        body = clone(dict(crd))
+        name = body.get("metadata", {}).get("name", "")
+        with self._store.lock:
+            if self._find(CRDS, None, name) is None:
+                self._store.create(CRDS, None, body)
+            else:
+                body["metadata"].pop("resourceVersion", None)
+                self._store.update(CRDS, None, name, lambda _: body)
+
+    def create_namespace(self, name: str) -> None:
+        with self._store.lock:
+            if self._find(NAMESPACES, None, name) is None:
+                self._store.create(NAMESPACES, None, {"metadata": {"name": name}})
+
+    def get_object(self, api_version: str, plural: str, namespace: str | None, name: str) -> Obj | None:
+        """A copy of a stored object, None if absent; KeyError if the resource is not served."""
+        with self._store.lock:
+            obj = self._find(self._resolve(api_version, plural), namespace, name)
+            return clone(obj) if obj is not None else None
+
+    def list_objects(self, api_version: str, plural: str, namespace: str | None = None) -> list[Obj]:
+        with self._store.lock:
+            items, _ = self._store.select(self._resolve(api_version, plural), Selector(namespace))
+            return [clone(obj) for obj in items]
+
+    def add_fault(
+        self,
+        *,
+        method: str | None = None,
+        plural: str | None = None,
+        subresource: str | None = None,
+        namespace: str | None = None,
+        name: str | None = None,
+        status: int = 500,
+        times: int = 1,
+        message: str = "injected fault",
+    ) -> Fault:
+        fault = Fault(method, plural, subresource, namespace, name, status, times, message)
+        with self._store.lock:
+            self._faults.append(fault)
+        return fault
+
+    def remove_fault(self, fault: Fault) -> None:
+        with self._store.lock:
+            if fault in self._faults:
+                self._faults.remove(fault)
+
+    def clear_faults(self) -> None:
+        with self._store.lock:
+            self._faults.clear()
+
+    def subscribe(self, api_version: str, plural: str, loop: asyncio.AbstractEventLoop, *,
+                  label_selector: str | None = None) -> tuple[Watcher, list[tuple[str, Obj]]]:
+        """An in-process watch of a resource: the watcher (``pending`` events, ``wakeup``) and the
+        objects it starts with. :meth:`unsubscribe` ends it."""
+        selector = Selector.parse(None, label_selector, None)
+        return self._store.watch(self._resolve(api_version, plural), selector, None, loop)
+
+    def unsubscribe(self, watcher: Watcher) -> None:
+        self._store.unwatch(watcher)
+
+    def drop_watches(self) -> None:
+        """Abort every open watch connection (clients see a disconnect and watch again)."""
+        self._store.close_watchers("dropped")
+
+    def _resolve(self, api_version: str, plural: str) -> ResourceType:
+        group, _, version = api_version.rpartition("/")
+        try:
+            return self._store.resolve(group, version, plural)
+        except ApiError:
+            raise KeyError(f"the resource {plural} of {api_version} is not served") from None
+
+    def _find(self, rt: ResourceType, namespace: str | None, name: str) -> Obj | None:
+        try:
+            return self._store.get(rt, namespace, name)
+        except ApiError:
+            return None
+
+    def _sync_discovery(self) -> None:
+        """Publish the served resources to kmock's discovery (swapped whole: other threads may read it)."""
+        self._resources = kmock.ResourcesArray(
+            {
+                kmock.resource(rt.group, rt.version, rt.plural): kmock.ResourceInfo(
+                    namespaced=rt.namespaced,
+                    kind=rt.kind,
+                    singular=rt.singular,
+                    verbs=set(VERBS),
+                    shortnames=set(rt.short_names),
+                    categories=set(rt.categories),
+                    subresources=set(rt.subresources),
+                )
+                for rt in self._store.types()
+            }
+        )
+
+    # ---------------------------------------------------------------------------------- HTTP
+
+    async def __call__(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        method = raw.method.upper()
+        streams = method == "GET" and raw.query.get("watch", "").lower() in ("true", "1")
+        try:
+            route = parse_route(raw.path)
+            if route is not None and streams:
+                self._check_route(method, route, "watch")
+                response: aiohttp.web.StreamResponse = await self._serve_watch(raw, route)
+            elif route is not None:
+                body = await raw.read() if method in _WRITE_METHODS else b""
+                answer = self.handle(KubeRequest(method, raw.path, raw.query, raw.headers, body))
+                return aiohttp.web.Response(body=answer.body, status=answer.status, content_type=answer.content_type)
+            elif raw.path.startswith("/openapi/"):
+                raise ApiError(404, _NOT_FOUND)
+            else:
+                streams = False
+                response = await super().__call__(raw)
+                self._requests.clear()  # discovery needs no history; keeps kmock's matching O(1)
+                self._errors[-1].clear()
+        except ApiError as exc:
+            streams = False
+            response = _json_response(exc.status(), exc.code)
+        except Exception:
+            streams = False
+            logger.exception("Failed to serve %s %s", method, raw.path)
+            response = _json_response(ApiError(500, "internal error of the API emulator").status(), 500)
+        if not streams:  # watch streams are recorded when they start
+            self._record(method, raw.path, response.status)
+        return response
+
+    def handle(self, request: KubeRequest) -> KubeResponse:
+        """Answer one request to a resource path (not a watch), synchronously: the HTTP server and the
+        in-process client (:mod:`.inprocess`) both come here."""
+        try:
+            route = parse_route(request.path)
+            if route is None:
+                raise ApiError(404, _NOT_FOUND)
+            answer = self._serve(request, route)
+        except ApiError as exc:
+            answer = _json(exc.status(), exc.code)
+        except Exception:
+            logger.exception("Failed to serve %s %s", request.method, request.path)
+            answer = _json(ApiError(500, "internal error of the API emulator").status(), 500)
+        accept = request.headers.get("Accept", "")
+        view = "PartialObjectMetadata" if _metadata_only(accept) else "Table" if wants_table(accept) else ""
+        self._record(request.method, request.path, answer.status, view)
+        return answer
+
+    def _record(self, method: str, path: str, status: int, view: str = "") -> None:
+        self.requests.append(RequestRecord(method, path, status, view))
+        logger.debug("%s %s %d", method, path, status)
+
+    async def _serve_version(self, request: kmock.Request) -> dict[str, Any]:
+        """``/api/v1``, ``/apis/G/V``: from ``self.resources``, with proper subresource entries.
+
+        kmock's own answer misnames the core group version ("/v1") and copies short names to
+        subresources, which breaks kubectl's resource mapping.
+        """
+        assert request.resource is not None  # kmock routes only /api/V and /apis/G/V here
+        group, version = request.resource.group, request.resource.version
+        entries: list[dict[str, Any]] = []
+        resources = self.resources
+        for resource in resources:
+            if (resource.group, resource.version) != (group, version):
+                continue
+            info = resources[resource]
+            common = {"namespaced": info.namespaced, "kind": info.kind}
+            entries.append(
+                {
+                    "name": resource.plural,
+                    "singularName": info.singular,
+                    "verbs": sorted(info.verbs),
+                    "shortNames": sorted(info.shortnames),
+                    "categories": sorted(info.categories),
+                    **common,
+                }
+            )
+            for subresource in sorted(info.subresources):
+                entries.append(
+                    {
+                        "name": f"{resource.plural}/{subresource}",
+                        "singularName": "",
+                        "verbs": ["get", "patch", "update"],
+                    }
+                    | common
+                )
+        if not entries and group:
+            raise ApiError(404, _NOT_FOUND)
+        return {
+            "apiVersion": "v1",
+            "kind": "APIResourceList",
+            "groupVersion": f"{group}/{version}" if group else version,
+            "resources": entries,
+        }
+
+    async def _serve_server_version(self, request: kmock.Request) -> dict[str, str]:
+        """``/version``: a release kubectl 1.32 accepts without a version-skew warning."""
+        return {
+            "major": "1",
+            "minor": "32",
+            "gitVersion": "v1.32.0-sandbox",
+            "gitTreeState": "clean",
+            "platform": "linux/amd64",
+        }
+
+    async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
+        """Errors of discovery requests: a Status without kmock's hints and tracebacks."""
+        if isinstance(exc, ApiError):
+            return _json_response(exc.status(), exc.code)
+        if isinstance(exc, kmock.KubernetesError):
+            message = _NOT_FOUND if exc.status == 404 else str(exc.message or exc.reason)
+            return _json_response(ApiError(exc.status, message).status(), exc.status)
+        logger.error("Failed to serve a discovery request", exc_info=exc)
+        return _json_response(ApiError(500, "internal error of the API emulator").status(), 500)
+
+    def _check_faults(self, method: str, verb: str, route: Route) -> None:
+        with self._store.lock:
+            for fault in self._faults:
+                if fault.matches(method, verb, route):
+                    fault.hits += 1
+                    if fault.hits == fault.times:
+                        self._faults.remove(fault)
+                    raise ApiError(fault.status, fault.message)
+
+    def _check_route(self, method: str, route: Route, verb: str | None) -> ResourceType:
+        rt = self._store.resolve(route.group, route.version, route.plural)
+        if verb is None:
+            raise ApiError(405, f"the server does not allow this method on the requested resource ({method})")
+        if route.namespace is not None and not rt.namespaced:
+            raise ApiError(404, _NOT_FOUND)
+        if rt.namespaced and route.namespace is None and verb not in ("list", "watch"):
+            raise ApiError(404, _NOT_FOUND)
+        if route.subresource is not None and (route.subresource != "status" or not rt.has_status):
+            raise ApiError(404, _NOT_FOUND)
+        return rt
+
+    def _serve(self, request: KubeRequest, route: Route) -> KubeResponse:
+        method = request.method
+        verb = _verb(method, route, False)
+        rt = self._check_route(method, route, verb)
+        assert verb is not None
+        if rt.key in VIEWS:
+            return self._serve_view(request, route, verb, rt)
+        return self._serve_resource(request, route, verb, rt)
+
+    def _serve_view(self, request: KubeRequest, route: Route, verb: str, rt: ResourceType) -> KubeResponse:
+        """events.k8s.io/v1: the core/v1 events, converted on the way in and out."""
+        stored = VIEWS[rt.key]
+        body = request.body
+        if verb in ("create", "update"):
+            body = json.dumps(events.to_core(self._body_object(request))).encode()
+        elif verb == "patch":
+            raise ApiError(405, "the API emulator does not patch events.k8s.io/v1 events")
+        headers = CIMultiDict(request.headers)
+        headers["Content-Type"] = "application/json"
+        inner = dataclasses.replace(request, body=body, headers=headers)
+        answer = self._serve_resource(inner, dataclasses.replace(route, group="", version="v1"), verb, stored)
+        if answer.status >= 300:
+            return answer
+        payload = json.loads(answer.body)
+        if payload.get("kind") == "EventList":
+            payload.update(apiVersion=rt.api_version, items=[events.to_v1(item) for item in payload["items"]])
+        elif payload.get("kind") == "Event":
+            payload = events.to_v1(payload)
+        return KubeResponse(answer.status, json.dumps(payload, separators=(",", ":")).encode())
+
+    def _serve_resource(self, request: KubeRequest, route: Route, verb: str, rt: ResourceType) -> KubeResponse:
+        method, query = request.method, request.query
+        if "dryRun" in query:
+            raise ApiError(400, "dry runs are not supported by the API emulator")
+        self._check_faults(method, verb, route)
+        accept = request.headers.get("Accept", "")
+        as_table = wants_table(accept)
+        metadata_only = _metadata_only(accept)
+        include = query.get("includeObject", "Metadata")
+
+        if verb == "list":
+            fields = query.get("fieldSelector")
+            try:
+                selector = Selector.parse(route.namespace, query.get("labelSelector"), fields)
+            except ValueError as exc:
+                raise ApiError(400, f"invalid selector: {exc}") from None
+            items, rv = self._store.select(rt, selector)
+            if as_table:
+                return _json(table(rt, items, rv, include=include))
+            if metadata_only:
+                return _json({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                              "metadata": {"resourceVersion": str(rv)}, "items": [_partial(i) for i in items]})
+            return _json({"apiVersion": rt.api_version, "kind": f"{rt.kind}List",
+                          "metadata": {"resourceVersion": str(rv)}, "items": items})
+
+        if verb == "create":
+            return _json(self._store.create(rt, route.namespace, self._body_object(request)), 201)
+
+        assert route.name is not None  # every other verb names an object
+        name, namespace = route.name, route.namespace
+        match verb:
+            case "get":
+                obj = self._store.get(rt, namespace, name)
+            case "update":
+                replacement = self._body_object(request)
+                given = replacement.get("metadata", {}).get("name")
+                if given not in (None, name):
+                    raise ApiError(400, f"the name of the object ({given}) does not match the name on the URL ({name})")
+                obj = self._store.update(rt, namespace, name, lambda _: replacement, route.subresource)
+            case "patch":
+                change = patcher(request.content_type, _parse_json(request.body))
+                obj = self._store.update(rt, namespace, name, change, route.subresource)
+            case _:  # delete
+                options = _parse_json(request.body) if request.body.strip() else {}
+                options = options if isinstance(options, dict) else {}
+                policy = options.get("propagationPolicy") or query.get("propagationPolicy")
+                with self._store.lock:
+                    _check_preconditions(self._store.get(rt, namespace, name), options.get("preconditions"))
+                    obj = self._store.delete(rt, namespace, name, propagate=policy != "Orphan")
+        if as_table and verb == "get":
+            return _json(table(rt, [obj], self._store.resource_version, include=include))
+        if metadata_only:
+            return _json(_partial(obj))
+        return _json(obj)
+
+    @staticmethod
+    def _body_object(request: KubeRequest) -> Obj:
+        """The object of a create or replace request: JSON, or protobuf as kubectl sends for built-ins."""
+        if request.content_type == PROTOBUF:
+            return protobuf.decode(request.body)
+        obj = _parse_json(request.body)
+        if not isinstance(obj, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        return obj
+
+    # --------------------------------------------------------------------------------- watch
+
+    async def _serve_watch(self, raw: aiohttp.web.BaseRequest, route: Route) -> aiohttp.web.StreamResponse:
+        rt = self._store.resolve(route.group, route.version, route.plural)
+        self._check_faults(raw.method, "watch", route)
+        query = raw.query
+        as_table = wants_table(raw.headers.get("Accept", ""))
+        include = query.get("includeObject", "Metadata")
+        fields = query.get("fieldSelector")
+        if route.name is not None:
+            fields = ",".join(filter(None, [f"metadata.name={route.name}", fields]))
+        try:
+            selector = Selector.parse(route.namespace, query.get("labelSelector"), fields)
+        except ValueError as exc:
+            raise ApiError(400, f"invalid selector: {exc}") from None
+        initial_events = query.get("sendInitialEvents") == "true"
+        since = None if initial_events else _since(query.get("resourceVersion"))
+        try:
+            timeout = float(query["timeoutSeconds"]) if "timeoutSeconds" in query else math.inf
+        except ValueError:
+            raise ApiError(400, "timeoutSeconds must be a number") from None
+        loop = asyncio.get_running_loop()
+        expired: ApiError | None = None
+        try:
+            watcher, initial = self._store.watch(rt, selector, since, loop)
+        except ApiError as exc:
+            if exc.code != 410:
+                raise
+            expired = exc
+
+        response = aiohttp.web.StreamResponse(status=200)
+        response.content_type = "application/json"
+        response.enable_chunked_encoding()
+        self._record(raw.method, raw.path, 200)
+        await response.prepare(raw)
+        if expired is not None:
+            await response.write(_event_line("ERROR", expired.status()))
+            await response.write_eof()
+            return response
+
+        render = self._renderer(rt, as_table, include)
+        try:
+            chunk = b"".join(render(event_type, obj) for event_type, obj in initial)
+            if initial_events:
+                end = {"annotations": {"k8s.io/initial-events-end": "true"}}
+                chunk += self._bookmark(rt, end)
+            if chunk:
+                await response.write(chunk)
+            bookmarks = query.get("allowWatchBookmarks") == "true"
+            how = await self._stream_events(raw, watcher, response, render, loop.time() + timeout, bookmarks)
+        except ConnectionError:
+            return response  # the client went away
+        finally:
+            self._store.unwatch(watcher)
+        if how == "dropped":
+            if raw.transport is not None:
+                raw.transport.abort()
+            return response
+        await response.write_eof()
+        return response
+
+    async def _stream_events(
+        self,
+        raw: aiohttp.web.BaseRequest,
+        watcher: Watcher,
+        response: aiohttp.web.StreamResponse,
+        render: Callable[[str, Obj], bytes],
+        deadline: float,
+        bookmarks: bool,
+    ) -> str:
+        """Send queued events until the watcher closes, the deadline passes or the client leaves."""
+        loop = asyncio.get_running_loop()
+        next_bookmark = loop.time() + self.bookmark_interval if bookmarks else math.inf
+        while True:
+            watcher.wakeup.clear()
+            pending = watcher.pending
+            chunk = b"".join(render(*pending.popleft()) for _ in range(len(pending)))
+            if chunk:
+                await response.write(chunk)
+            now = loop.time()
+            if watcher.closed:
+                return watcher.closed
+            if now >= deadline or raw.transport is None or raw.transport.is_closing():
+                return "timeout"
+            if now >= next_bookmark:
+                with self._store.lock:  # no change may slip between the queue and the bookmark
+                    bookmark = None if pending else self._bookmark(watcher.rt)
+                if bookmark is not None:
+                    await response.write(bookmark)
+                    next_bookmark = now + self.bookmark_interval
+                continue
+            wait = min(deadline, next_bookmark, now + _DISCONNECT_CHECK) - now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(watcher.wakeup.wait(), wait)
+
+    def _bookmark(self, rt: ResourceType, extra: Mapping[str, Any] | None = None) -> bytes:
+        metadata = {"resourceVersion": str(self._store.resource_version), **(extra or {})}
+        return _event_line("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": metadata})
+
+    @staticmethod
+    def _renderer(rt: ResourceType, as_table: bool, include: str) -> Callable[[str, Obj], bytes]:
+        """Event lines: objects, or one-row Tables (with column definitions in the first only)."""
+        if not as_table:
+            return _event_line
+        first = True
+
+        def render(event_type: str, obj: Obj) -> bytes:
+            nonlocal first
+            rv = int(obj["metadata"]["resourceVersion"])
+            rows = table(rt, [obj], rv, include=include, with_columns=first)
+            first = False
+            return _event_line(event_type, rows)
+
+        return render

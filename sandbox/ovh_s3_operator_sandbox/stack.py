@@ -1,0 +1,126 @@
+"""The sandbox as one unit: both servers, the files clients need, and the operator as a real process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from ovh_s3_operator.manifests import crd_documents, installed_folder
+
+from .kube.server import KubeEmulator
+from .ovh.server import DEFAULT_ROLES, OVHSandbox
+
+T = TypeVar("T")
+
+
+def examples() -> list[Path]:
+    """The example resources (``examples/`` of the source tree, shipped in the sandbox's wheel)."""
+    folder = installed_folder("ovh-s3-operator-sandbox", "ovh_s3_operator_sandbox/examples", "../examples")
+    return sorted(folder.glob("*.yaml"))
+
+
+class SandboxStack:
+    """A Kubernetes API emulator and an OVH API sandbox on 127.0.0.1, plus ``kubeconfig`` and ``ovh.env``."""
+
+    def __init__(self, state_dir: Path, *, ovh_latency: float = 0.0, ovh_activation: float = 1.0,
+                 ovh_deletion: float = 0.5, ovh_rate_limit: float | None = None,
+                 ovh_roles: Sequence[str] = DEFAULT_ROLES, kube_port: int = 0, ovh_port: int = 0,
+                 kube_validate: bool = True) -> None:
+        self.state_dir = state_dir
+        self.kube = KubeEmulator(validate=kube_validate)
+        self.ovh = OVHSandbox(latency=ovh_latency, activation=ovh_activation, deletion=ovh_deletion,
+                              rate_limit=ovh_rate_limit, roles=ovh_roles)
+        self._ports = (kube_port, ovh_port)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def ovh_env_file(self) -> Path:
+        return self.state_dir / "ovh.env"
+
+    async def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        await self.kube.start(port=self._ports[0])
+        await self.ovh.start(port=self._ports[1])
+        for crd in crd_documents():
+            self.kube.install_crd(crd)
+        self.kube.write_kubeconfig(self.kubeconfig)
+        self.ovh_env_file.write_text("".join(f"{key}={value}\n" for key, value in self.ovh.env().items()))
+        self.ovh_env_file.chmod(0o600)
+
+    async def stop(self) -> None:
+        await self.ovh.stop()
+        await self.kube.stop()
+
+    def operator_env(self, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment for ``ovh-s3-operator run`` against this sandbox.
+
+        OVH credentials and in-cluster settings of the caller are replaced; the operator's own
+        ``OVH_S3_OPERATOR_*`` knobs are kept, with a local-friendly rate limit unless one is set.
+        """
+        env = {key: value for key, value in os.environ.items()
+               if key.startswith("OVH_S3_OPERATOR_") or not key.startswith(("OVH_", "KUBERNETES_SERVICE_"))}
+        env.setdefault("OVH_S3_OPERATOR_OVH_REQUESTS_PER_SECOND", "20")
+        env.update(self.ovh.env())
+        env["KUBECONFIG"] = str(self.kubeconfig)
+        env.update(overrides or {})
+        return env
+
+
+class OperatorProcess:
+    """``ovh-s3-operator run`` as a child process (the same Python environment as this one)."""
+
+    def __init__(self, env: Mapping[str, str], output: IO[Any] | None = None, *, log_level: str = "--verbose") -> None:
+        self._env = dict(env)
+        self._output = output
+        self._log_level = log_level
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        command = [sys.executable, "-m", "ovh_s3_operator", "run", self._log_level]
+        self.process = subprocess.Popen(command, env=self._env, stdout=self._output,
+                                        stderr=subprocess.STDOUT if self._output else None)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL if it does not exit in time. Returns the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to clean up."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def wait_for(predicate: Callable[[], T | None], timeout: float, interval: float = 0.1, what: str = "condition") -> T:
+    """Poll ``predicate()`` until it returns something truthy; raise TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)

@@ -1,0 +1,71 @@
+"""Nothing a tenant writes in status is trusted: OVH users are acted on only when they carry the marker."""
+
+from __future__ import annotations
+
+import datetime
+
+from .conftest import Operator
+
+
+async def test_a_forged_user_id_is_ignored_and_the_victim_untouched(op: Operator) -> None:
+    op.kube.create_namespace("team-b")
+    victim_uid = op.create("victim", {"grants": [{"bucket": "team-a-data", "access": "read"}]})["metadata"]["uid"]
+    victim = await op.wait_ready("victim")
+    [before] = op.ovh_users(victim_uid)
+
+    attacker_uid = op.create("attacker", {}, "team-b")["metadata"]["uid"]
+    await op.wait_ready("attacker", namespace="team-b")
+    op.patch("attacker", {"status": {"userId": victim["status"]["userId"]}}, "team-b", status=True)
+    op.patch("attacker", {"spec": {"description": "go"}}, "team-b")  # any change makes it reconcile
+    attacker = await op.wait_ready("attacker", namespace="team-b")
+
+    assert attacker["status"]["userId"] != victim["status"]["userId"]
+    [after] = op.ovh_users(victim_uid)
+    assert after == before  # same policy, same keys
+    values = op.secret_values("attacker-s3", "team-b")
+    assert values is not None
+    assert values["AWS_ACCESS_KEY_ID"] not in [c["access"] for c in before["credentials"]]
+    assert op.ovh_users(attacker_uid)
+    await op.wait_events("UserNotOwned", namespace="team-b")
+
+    op.delete("attacker", "team-b")
+    await op.wait_gone("attacker", namespace="team-b")
+    assert op.ovh_users(victim_uid) == [before]
+    assert op.ovh_users(attacker_uid) == []
+
+
+async def test_a_hand_made_user_is_never_adopted_nor_deleted(op: Operator) -> None:
+    admin = op.ovh.project.add_user("platform admin", ["administrator"])
+    op.create("app", {})
+    await op.wait_ready("app")
+    op.patch("app", {"status": {"userId": admin}}, status=True)
+    op.delete("app")
+    await op.wait_gone("app")
+    assert op.ovh.project.user(admin) is not None
+    assert op.ovh.project.user(admin)["credentials"] == []  # type: ignore[index]
+    assert not op.calls("DELETE", rf"/user/{admin}")
+
+
+async def test_a_future_creation_time_is_ignored(op: Operator) -> None:
+    future = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    uid = op.create("app", {})["metadata"]["uid"]
+    await op.wait_ready("app")
+    op.patch("app", {"status": {"userRequestedAt": future, "userId": None}}, status=True)
+    op.patch("app", {"spec": {"description": "again"}})
+    await op.wait_ready("app")
+    assert not op.calls("GET", r"/user$")  # no listing: the timestamp said nothing
+    # With its status wiped the resource got a new user; the drift check removes the older one
+    # (tests/core/test_drift.py).
+    assert len(op.ovh_users(uid)) == 2
+
+
+async def test_a_lost_status_finds_the_user_by_its_marker_when_a_creation_was_recorded(op: Operator) -> None:
+    uid = op.create("app", {})["metadata"]["uid"]
+    first = await op.wait_ready("app")
+    recent = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    op.patch("app", {"status": {"userId": None, "userRequestedAt": recent}}, status=True)
+    op.patch("app", {"spec": {"description": "again"}})
+    second = await op.wait_ready("app")
+    assert second["status"]["userId"] == first["status"]["userId"]
+    assert len(op.ovh_users(uid)) == 1
+    await op.wait_events("UserAdopted")
