@@ -10,8 +10,11 @@ from dataclasses import dataclass
 import kubernetes
 import requests
 
+from . import orphans
+from .access_policy import AccessIndex
 from .config import Settings
 from .controller import Controller
+from .errors import KubernetesAPIError
 from .kube_api import EventRecorder, KubeClient, new_api_client
 from .ovh_api import OVHClient
 from .reconcile import ActivationEstimate, Context
@@ -45,10 +48,28 @@ class App:
         if not cluster_id:
             raise StartupError("Cannot read the uid of namespace kube-system, which identifies this cluster's OVH "
                                "users: grant the operator get on namespaces, or set OVH_S3_OPERATOR_CLUSTER_ID")
-        ctx = Context(ovh=ovh, kube=kube, events=events, settings=settings, cluster_id=cluster_id,
+        access = AccessIndex(settings.default_access)
+        try:
+            access.replace(await kube.list_access_policies(), await kube.list_namespaces())
+        except KubernetesAPIError as error:
+            raise StartupError(f"Cannot read the access policies and namespaces ({error.message}); grant the "
+                               "operator list and watch on both (see deploy/rbac.yaml)") from None
+        ctx = Context(ovh=ovh, kube=kube, events=events, settings=settings, access=access, cluster_id=cluster_id,
                       activation=ActivationEstimate(settings.user_poll_interval), drift_interval=lambda: 0.0)
         controller = Controller(ctx)
         ctx.drift_interval = controller.drift_interval
+
+        async def resync_access() -> None:
+            before = {namespace: access.allowance(namespace) for namespace, _ in controller.keys()}  # noqa: SIM118
+            access.replace(await kube.list_access_policies(), await kube.list_namespaces())
+            controller.requeue_changed(before)
+
+        async def sweep_orphans() -> None:
+            await orphans.sweep(ctx)
+
+        controller.every(settings.access_resync_interval, resync_access, "access policy resync")
+        if settings.orphan_sweep:
+            controller.every(settings.orphan_sweep_interval, sweep_orphans, "orphan sweep")
         app = cls(settings, controller, ovh, kube, events, (ovh_pool, kube_pool))
         app._log_configuration(cluster_id)
         await controller.start()

@@ -6,7 +6,7 @@ OVH credentials use python-ovh's usual names (``OVH_*``); the operator's own kno
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -69,6 +69,20 @@ class Settings(BaseSettings):
     """Seconds between drift checks against OVH per resource (0 disables them)."""
     cluster_id: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{1,64}$")
     """Marks the OVH users of this cluster; default: the uid of the kube-system namespace."""
+
+    # --- multi-tenancy ---------------------------------------------------------------------------
+    default_access: Literal["deny", "allow"] = "deny"
+    """What a namespace no OVHObjectStorageAccessPolicy selects may ask for: nothing, or any bucket
+    (with the objectstore_operator role only)."""
+    access_resync_interval: float = Field(300.0, gt=0)
+    """Seconds between full re-reads of the access policies and namespaces (watch events keep them
+    current in between)."""
+    orphan_sweep: bool = True
+    """Delete OVH users of this cluster whose resource no longer exists (e.g. a finalizer removed by hand)."""
+    orphan_sweep_interval: float = Field(3600.0, gt=0)
+    """Seconds between orphan sweeps, jittered."""
+    orphan_grace: float = Field(600.0, ge=0)
+    """How old an OVH user must be before the sweep may call it an orphan (never less than the creation window)."""
     default_region: str = "gra"
     regions: Annotated[tuple[str, ...], NoDecode] = DEFAULT_REGIONS
 

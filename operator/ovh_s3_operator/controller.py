@@ -33,7 +33,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -85,8 +85,8 @@ def _signature(body: Mapping[str, Any]) -> _Signature:
 
 @dataclass
 class _SecretWakes:
-    last: float
-    delay: float
+    last: float  # when the last restore was (or is to be) run
+    delay: float  # how long after it the next one may run
 
 
 class Controller:
@@ -113,6 +113,7 @@ class Controller:
         self._work = asyncio.Event()
         self._timer_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._jobs: list[tuple[Callable[[], Coroutine[Any, Any, None]], str]] = []
         self._checks: set[Key] = set()  # keys whose next run is a drift check, paced by the budget
         self._check_free = 0.0  # when the drift budget has room for the next check
         self._reported_interval = 0.0
@@ -151,14 +152,39 @@ class Controller:
                 self.enqueue(key, self._secret_wake_delay(key))
 
     def _secret_wake_delay(self, key: Key) -> float:
+        """When to restore a resource's Secret after an edit: at once the first time; while edits go on,
+        each restore waits twice as long after the previous one (up to SECRET_WAKE_MAX). An edit before
+        the next restore is due is covered by it."""
         now = self._clock()
         wakes = self._secret_wakes.get(key)
-        if wakes is None or now - wakes.last > SECRET_WAKE_QUIET:
-            wakes = self._secret_wakes[key] = _SecretWakes(now, 0.0)
+        if wakes is None or now - wakes.last > SECRET_WAKE_QUIET + wakes.delay:
+            self._secret_wakes[key] = _SecretWakes(last=now, delay=1.0)
             return 0.0
-        wakes.delay = min(SECRET_WAKE_MAX, max(1.0, wakes.delay * 2))
-        wakes.last = now
-        return wakes.delay
+        if wakes.last > now:
+            return wakes.last - now
+        at = max(now, wakes.last + wakes.delay)
+        wakes.last, wakes.delay = at, min(SECRET_WAKE_MAX, wakes.delay * 2)
+        return at - now
+
+    def access_event(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """An access policy (``kind`` "policy") or a namespace (``kind`` "namespace") changed: look again
+        at every resource whose namespace's allowance changed (tightening takes effect at once)."""
+        access = self.ctx.access
+        namespaces = {namespace for namespace, _ in self._seen}
+        before = {namespace: access.allowance(namespace) for namespace in namespaces}
+        if kind == "policy":
+            access.set_policy(body, deleted=event_type == "DELETED")
+        else:
+            access.set_namespace(body, deleted=event_type == "DELETED")
+        self.requeue_changed(before)
+
+    def requeue_changed(self, before: Mapping[str, object]) -> None:
+        """Reconcile the resources of every namespace whose allowance is not what ``before`` says."""
+        access = self.ctx.access
+        changed = {namespace for namespace, allowance in before.items() if access.allowance(namespace) != allowance}
+        for key in list(self._seen):
+            if key[0] in changed:
+                self.enqueue(key)
 
     def forget(self, key: Key) -> None:
         """Release everything known about a resource that is gone."""
@@ -170,6 +196,7 @@ class Controller:
         self._checks.discard(key)
 
     def keys(self) -> list[Key]:
+        """The resources the controller knows."""
         return list(self._seen)
 
     # --- the queue -----------------------------------------------------------------------------
@@ -231,8 +258,24 @@ class Controller:
 
     # --- running -------------------------------------------------------------------------------
 
+    def every(self, interval: float, job: Callable[[], Awaitable[None]], name: str) -> None:
+        """Run ``job`` every ``interval`` seconds (jittered; the first run at a random point of the first
+        interval) for as long as the controller runs; a failing run is logged and retried next time."""
+        async def loop() -> None:
+            delay = interval * random.uniform(0.1, 1.0)
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    await job()
+                except Exception:
+                    logger.exception("%s failed; trying again in %.0fs", name, interval)
+                delay = interval * random.uniform(1 - JITTER, 1 + JITTER)
+
+        self._jobs.append((loop, name))
+
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._timer(), name="controller timer")]
+        self._tasks += [asyncio.create_task(loop(), name=name) for loop, name in self._jobs]
         self._tasks += [asyncio.create_task(self._worker(), name=f"controller worker {i}")
                         for i in range(self.settings.max_concurrent_reconciles)]
 

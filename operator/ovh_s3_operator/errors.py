@@ -45,6 +45,13 @@ class InvalidSpec(OperatorError):
     retry = Retry.ON_CHANGE
 
 
+class AccessDenied(OperatorError):
+    """The spec asks for more than the access policies of its namespace allow."""
+
+    reason = "AccessDenied"
+    retry = Retry.ON_CHANGE  # a change of the resource, of an access policy or of the namespace's labels
+
+
 class SecretConflict(OperatorError):
     reason = "SecretConflict"
     retry = Retry.CONFLICT

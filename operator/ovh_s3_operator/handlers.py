@@ -10,6 +10,7 @@ from typing import Any
 
 import kopf
 
+from .access_policy import POLICY_PLURAL
 from .app import App
 from .config import Settings
 from .model import GROUP, PLURAL, VERSION
@@ -37,6 +38,16 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def resource_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.app.controller.resource_event(type, body)
+
+
+@kopf.on.event(GROUP, VERSION, POLICY_PLURAL)
+async def access_policy_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.app.controller.access_event("policy", type, body)
+
+
+@kopf.on.event("v1", "namespaces")
+async def namespace_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.app.controller.access_event("namespace", type, body)
 
 
 @kopf.on.event("v1", "secrets", labels={MANAGED_BY_LABEL: MANAGED_BY})

@@ -22,6 +22,7 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from .access_policy import POLICY_PLURAL
 from .errors import (
     InvalidSpec,
     KubeAlreadyExists,
@@ -166,6 +167,17 @@ class KubeClient:
         with contextlib.suppress(KubeNotFound, KubeConflict):
             await self.call(f"delete Secret {namespace}/{name}", self._core.delete_namespaced_secret,
                             name, namespace, body=options)
+
+    # --- what the access policies need -------------------------------------------------------------
+
+    async def list_access_policies(self) -> list[dict[str, Any]]:
+        listing = await self.call("list the access policies", self._custom.list_cluster_custom_object,
+                                  GROUP, VERSION, POLICY_PLURAL)
+        return list(cast(dict[str, Any], listing).get("items") or [])
+
+    async def list_namespaces(self) -> list[dict[str, Any]]:
+        listing = await self.call("list the namespaces", self._core.list_namespace)
+        return [self._plain(namespace) for namespace in listing.items]
 
     # --- namespaces ------------------------------------------------------------------------------
 

@@ -80,9 +80,10 @@ def _validate_statement(index: int, statement: Any) -> dict[str, Any]:
             )
     resources = _as_list(statement.get("Resource"), where, "Resource")
     for resource in resources:
-        if not resource.startswith(ARN_PREFIX) or len(resource) == len(ARN_PREFIX):
+        if resource != "*" and (not resource.startswith(ARN_PREFIX) or len(resource) == len(ARN_PREFIX)):
             raise InvalidSpec(
-                f"{where}.Resource: {resource!r} must look like arn:aws:s3:::bucket or arn:aws:s3:::bucket/key*"
+                f"{where}.Resource: {resource!r} must look like arn:aws:s3:::bucket or arn:aws:s3:::bucket/key* "
+                "(or be *)"
             )
     sid = statement.get("Sid")
     if sid is not None and not (isinstance(sid, str) and _SID.match(sid)):

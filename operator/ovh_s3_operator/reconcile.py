@@ -34,12 +34,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import secret_writer
+from . import access_policy, secret_writer
+from .access_policy import AccessIndex
 from .config import Settings
 from .errors import (
+    AccessDenied,
     InvalidSpec,
     OperatorError,
     OVHError,
+    OVHNotFound,
     OVHRejected,
     ResourceGone,
     Retry,
@@ -109,6 +112,9 @@ class Memory:
     uid: str = ""
     verified_at: float | None = None
     """When OVH was last checked in full for this resource (the clock of :class:`Context`)."""
+    verified_user: int | None = None
+    verified_key: str | None = None
+    """The user and key that check found (status may have been changed since, by anyone)."""
     secret: ObservedSecret | None = None
     """The Secret as last written or read whole; unchanged since if its resourceVersion is the same."""
     fresh_user: int | None = None
@@ -175,6 +181,7 @@ class Context:
     kube: Kube
     events: Events
     settings: Settings
+    access: AccessIndex
     cluster_id: str
     activation: ActivationEstimate
     drift_interval: Callable[[], float]
@@ -313,19 +320,37 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
                     memory: Memory) -> Outcome:
     spec = parse_spec(resource.spec)
     region = _region(spec, ctx.settings)
-    desired_policy = compile_policy(spec.grants, spec.policy)
+    compile_policy(spec.grants, spec.policy)  # the whole spec is valid, allowed or not
     secret_name = _secret_name(spec, resource)
+    allowance = ctx.access.allowance(resource.namespace)
+    verdict = access_policy.check(spec, region, allowance)
+    recorded = status.status
+    denied = f"Not allowed in namespace {resource.namespace}: {', '.join(verdict.problems)}. " + \
+        allowance.source(resource.namespace)
+    if not verdict.allowed and not (recorded.user_id or recorded.user_requested_at):
+        raise AccessDenied(denied)  # before anything is created in OVH
     await _ensure_finalizer(ctx, resource)
     observed = memory.secret = await secret_writer.observe(ctx.kube, resource, secret_name, memory.secret)
 
     _first_verification(ctx, resource, memory)
-    recorded = status.status
     verified = memory.verified_at is not None and ctx.clock() - memory.verified_at < ctx.drift_interval()
-    if (verified and resource.is_ready and recorded.user_id and recorded.secret_name == secret_name
-            and observed is not None and observed.up_to_date(recorded.access_key_id, region)):
+    if verified and verdict.allowed and resource.is_ready and recorded.secret_name == secret_name:
+        # OVH was checked recently and nothing changed since: at most the Secret needs its values back.
         assert recorded.ready is not None
-        return Outcome(True, recorded.ready.reason, recorded.ready.message)
+        ready = Outcome(True, recorded.ready.reason, recorded.ready.message)
+        if recorded.user_id and observed is not None and observed.up_to_date(recorded.access_key_id, region):
+            return ready
+        verified_pair = (memory.verified_user, memory.verified_key)
+        if verified_pair == (recorded.user_id, recorded.access_key_id) and None not in verified_pair:
+            try:
+                await _restore_secret(ctx, resource, journal, memory, observed, secret_name, region)
+                return ready
+            except OVHNotFound:
+                memory.verified_at = None  # the key is gone: check everything
 
+    if not verdict.roles:
+        await _revoke(ctx, resource, status, journal, memory, secret_name)
+        raise AccessDenied(f"None of spec.roles is allowed: the OVH user keeps no S3 key. {denied}")
     offered = await ctx.ovh.list_roles()
     unknown = sorted(set(spec.roles) - offered)
     if unknown:
@@ -334,11 +359,10 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
     user = await _ensure_user(ctx, resource, status, spec, journal, memory)
     if isinstance(user, Outcome):
         return user
-    fresh = memory.fresh_user == user.id
-    if not fresh and set(user.roles) != set(spec.roles):
-        await ctx.ovh.set_roles(user.id, spec.roles)
-        journal.note("RolesChanged", f"Changed the roles of OVH user {user.id} to {', '.join(spec.roles)}")
-    await _ensure_policy(ctx, user, desired_policy, journal, memory)
+    if memory.fresh_user != user.id and set(user.roles) != set(verdict.roles):
+        await ctx.ovh.set_roles(user.id, verdict.roles)
+        journal.note("RolesChanged", f"Changed the roles of OVH user {user.id} to {', '.join(verdict.roles)}")
+    await _ensure_policy(ctx, user, compile_policy(verdict.grants, verdict.policy), journal, memory)
     access, secret, extra_keys = await _ensure_key(ctx, user, status.status, observed, journal, memory)
 
     if secret is not None or observed is None or not observed.up_to_date(access, region):
@@ -354,11 +378,45 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
     for key in extra_keys:
         await ctx.ovh.delete_s3_credentials(user.id, key)
         journal.note("KeyDeleted", f"Deleted S3 access key {key} of OVH user {user.id}: the Secret holds another key")
-    if not fresh:
+    if memory.fresh_user != user.id:
         await _delete_duplicates(ctx, resource, user, journal)
-    memory.verified_at = ctx.clock()
+    memory.verified_at, memory.verified_user, memory.verified_key = ctx.clock(), user.id, access
     memory.forget_user()
+    if not verdict.allowed:
+        return Outcome.failed(AccessDenied(f"OVH user {user.id} keeps only what is allowed. {denied}"))
     return Outcome(True, "Reconciled", f"OVH user {user.id} is ready; S3 credentials are in Secret {secret_name}")
+
+
+async def _restore_secret(ctx: Context, resource: Resource, journal: Journal, memory: Memory,
+                          observed: ObservedSecret | None, secret_name: str, region: str) -> None:
+    """Write the key this process verified back into a Secret someone edited or deleted: one OVH read.
+    (From memory, not from status: a tenant may have pointed status at someone else's key.)"""
+    user_id, access = memory.verified_user, memory.verified_key
+    assert user_id is not None and access is not None
+    intact = observed is not None and observed.intact and observed.access == access
+    secret = None if intact else await ctx.ovh.get_s3_secret(user_id, access)
+    memory.secret = await secret_writer.write(ctx.kube, resource, secret_name, observed, access=access, secret=secret,
+                                              region=region)
+    journal.note("SecretWritten", f"Restored the S3 credentials of OVH user {user_id} in Secret {secret_name}")
+
+
+async def _revoke(ctx: Context, resource: Resource, status: StatusWriter, journal: Journal, memory: Memory,
+                  secret_name: str) -> None:
+    """Take every S3 key away from the resource's user (none of its roles is allowed any more)."""
+    recorded = status.status
+    user = await ctx.ovh.get_user(recorded.user_id) if recorded.user_id else None
+    if user is not None and ctx.marker(resource).is_on(user.description):
+        await ctx.ovh.apply_policy(user.id, {"Statement": []})
+        for key in await ctx.ovh.list_s3_credentials(user.id):
+            await ctx.ovh.delete_s3_credentials(user.id, key)
+            journal.warn("KeyRevoked", f"Deleted S3 access key {key} of OVH user {user.id}: its roles are not "
+                                       "allowed in this namespace any more")
+    for name in {secret_name, recorded.secret_name} - {None}:
+        assert name is not None
+        if await secret_writer.delete_if_owned(ctx.kube, resource, name):
+            journal.warn("SecretDeleted", f"Deleted Secret {name}: it held a key that was revoked")
+    memory.secret = None
+    await status.record(access_key_id=None, secret_name=None)
 
 
 async def _ensure_user(ctx: Context, resource: Resource, status: StatusWriter, spec: Spec, journal: Journal,

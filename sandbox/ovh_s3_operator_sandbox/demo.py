@@ -14,11 +14,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import kubernetes
 import ovh
 import yaml
 from kubernetes.client.exceptions import ApiException
+
+from ovh_s3_operator.access_policy import POLICY_PLURAL
+from ovh_s3_operator.model import GROUP, KIND, VERSION
 
 from .background import BackgroundLoop
 from .clients import SandboxClients
@@ -58,6 +62,8 @@ class Demo(SandboxClients):
         applied = []
         for path in examples():
             body = yaml.safe_load(path.read_text())
+            if body.get("kind") != KIND:
+                continue
             namespace = body["metadata"].get("namespace", "default")
             self.create_body(body)
             applied.append((namespace, body["metadata"]["name"]))
@@ -89,6 +95,27 @@ class Demo(SandboxClients):
         say("    S3 policy in OVH:")
         self.show_policy(status["userId"])
         return obj
+
+    def show_access(self) -> None:
+        listing = cast(dict[str, Any], self.custom.list_cluster_custom_object(GROUP, VERSION, POLICY_PLURAL))
+        for policy in listing["items"]:
+            spec = policy["spec"]
+            buckets = ", ".join(f"{b['name']} (up to {b['maxAccess']})" for b in spec.get("buckets", []))
+            say(f"    {policy['metadata']['name']}: namespaces {json.dumps(spec['namespaceSelector'])} may use "
+                f"buckets {buckets}, roles {', '.join(spec.get('roles', []))}")
+
+    def refuse_other_namespace(self) -> None:
+        self.core.create_namespace(kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(
+            name="team-b")))
+        self.create("greedy", {"grants": [{"bucket": "team-a-backups", "access": "admin"}]}, "team-b")
+        say("    applied team-b/greedy: admin on bucket team-a-backups, from a namespace no policy selects")
+        obj = self.wait_condition("greedy", "False", "AccessDenied", namespace="team-b", timeout=TIMEOUT)
+        say(f"    team-b/greedy: Ready=False AccessDenied: {self.ready(obj)['message']}")  # type: ignore[index]
+        if obj["status"].get("userId") or "finalizers" in obj["metadata"]:
+            raise StepFailed("a refused resource got an OVH user")
+        say("    no OVH user was created for it")
+        self.delete("greedy", "team-b")
+        self.wait_gone("greedy", "team-b", TIMEOUT)
 
     def change_grants(self, namespace: str, name: str, before: dict[str, Any]) -> None:
         grants = [*before["spec"].get("grants", []), {"bucket": "team-a-restore-tests", "access": "read"}]
@@ -125,11 +152,15 @@ class Demo(SandboxClients):
 
 def _story(stack: SandboxStack, operator_log: Path) -> None:
     demo = Demo(stack)
+    with step("The access policy: what namespaces may ask for (kubectl get osap)"):
+        demo.show_access()
     with step("Applying the example resources"):
         started = time.monotonic()
         applied = demo.apply_examples()
     with step("Waiting for the operator: Ready, the Secret, the OVH user and its policy"):
         ready = [(ns, name, demo.show_resource(ns, name, started)) for ns, name in applied]
+    with step("Asking for another team's bucket from a namespace no policy selects"):
+        demo.refuse_other_namespace()
     with step("Changing the grants"):
         demo.change_grants(*ready[0])
         ready[0] = (ready[0][0], ready[0][1], demo.get(ready[0][1], ready[0][0]) or ready[0][2])

@@ -11,14 +11,18 @@ A reconcile takes about a millisecond, so the fast tests of the operator's behav
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, cast
 
+from kubernetes.client.exceptions import ApiException
+
+from ovh_s3_operator.access_policy import POLICY_PLURAL
 from ovh_s3_operator.app import App
 from ovh_s3_operator.config import Settings
 from ovh_s3_operator.manifests import crd_documents
-from ovh_s3_operator.model import API_VERSION, PLURAL
+from ovh_s3_operator.model import API_VERSION, GROUP, PLURAL, VERSION
 from ovh_s3_operator.secret_writer import MANAGED_BY, MANAGED_BY_LABEL
 
 from .kube.inprocess import api_client
@@ -26,6 +30,7 @@ from .kube.server import KubeEmulator
 from .kube.store import Watcher
 from .objects import Objects
 from .ovh.server import OVHSandbox
+from .policies import ALLOW_EVERYTHING
 
 T = TypeVar("T")
 
@@ -63,7 +68,10 @@ class InProcessOperator(Objects):
     """An emulator, an OVH sandbox and the operator, in this process. Use as an async context manager."""
 
     def __init__(self, *, kube: KubeEmulator | None = None, ovh: OVHSandbox | None = None,
-                 namespace: str = "default", **settings: Any) -> None:
+                 namespace: str = "default", access: Mapping[str, Mapping[str, Any]] | None = None,
+                 **settings: Any) -> None:
+        """``access``: the access policies to create, by name (default: one that allows everything
+        everywhere, so that tests about something else need not care)."""
         if kube is None:
             kube = KubeEmulator()
             for crd in crd_documents():
@@ -73,6 +81,8 @@ class InProcessOperator(Objects):
         self.kube.create_namespace(namespace)
         super().__init__(api_client(self.kube), namespace)
         self.settings_overrides = {**FAST_SETTINGS, **settings}
+        for name, spec in (ALLOW_EVERYTHING if access is None else access).items():
+            self.set_access_policy(name, spec)
         self.app: App | None = None
         self._feeds: list[tuple[Watcher, asyncio.Task[None]]] = []
 
@@ -101,6 +111,8 @@ class InProcessOperator(Objects):
         self.app = await App.start(self.settings(**overrides), api_client=self.api, ovh_session=self.ovh.session())
         controller = self.app.controller
         self._subscribe(API_VERSION, PLURAL, None, controller.resource_event)
+        self._subscribe(API_VERSION, POLICY_PLURAL, None, functools.partial(controller.access_event, "policy"))
+        self._subscribe("v1", "namespaces", None, functools.partial(controller.access_event, "namespace"))
         self._subscribe("v1", "secrets", f"{MANAGED_BY_LABEL}={MANAGED_BY}", controller.secret_event)
         return self.app
 
@@ -134,6 +146,34 @@ class InProcessOperator(Objects):
     async def restart(self, **overrides: Any) -> App:
         await self.stop()
         return await self.start(**overrides)
+
+    # --- access policies and namespaces -----------------------------------------------------------
+
+    def set_access_policy(self, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Create or replace an OVHObjectStorageAccessPolicy."""
+        metadata: dict[str, Any] = {"name": name}
+        body = {"apiVersion": API_VERSION, "kind": "OVHObjectStorageAccessPolicy", "metadata": metadata,
+                "spec": dict(spec)}
+        try:
+            existing = cast(Mapping[str, Any], self.custom.get_cluster_custom_object(
+                GROUP, VERSION, POLICY_PLURAL, name))
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return dict(cast(Mapping[str, Any], self.custom.create_cluster_custom_object(
+                GROUP, VERSION, POLICY_PLURAL, body)))
+        metadata["resourceVersion"] = existing["metadata"]["resourceVersion"]
+        return dict(cast(Mapping[str, Any], self.custom.replace_cluster_custom_object(
+            GROUP, VERSION, POLICY_PLURAL, name, body)))
+
+    def delete_access_policy(self, name: str) -> None:
+        self.custom.delete_cluster_custom_object(GROUP, VERSION, POLICY_PLURAL, name)
+
+    def label_namespace(self, name: str, **labels: str) -> None:
+        """Create a namespace, or set its labels."""
+        self.kube.create_namespace(name)
+        if labels:
+            self.core.patch_namespace(name, {"metadata": {"labels": labels}})
 
     # --- waits -----------------------------------------------------------------------------------
 

@@ -11,10 +11,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from ovh_s3_operator.access_policy import POLICY_PLURAL
 from ovh_s3_operator.manifests import crd_documents, installed_folder
+from ovh_s3_operator.model import API_VERSION
 
 from .kube.server import KubeEmulator
 from .ovh.server import DEFAULT_ROLES, OVHSandbox
+from .policies import SANDBOX_DEFAULT
 
 T = TypeVar("T")
 
@@ -31,12 +34,13 @@ class SandboxStack:
     def __init__(self, state_dir: Path, *, ovh_latency: float = 0.0, ovh_activation: float = 1.0,
                  ovh_deletion: float = 0.5, ovh_rate_limit: float | None = None,
                  ovh_roles: Sequence[str] = DEFAULT_ROLES, kube_port: int = 0, ovh_port: int = 0,
-                 kube_validate: bool = True) -> None:
+                 kube_validate: bool = True, access: Mapping[str, Mapping[str, Any]] = SANDBOX_DEFAULT) -> None:
         self.state_dir = state_dir
         self.kube = KubeEmulator(validate=kube_validate)
         self.ovh = OVHSandbox(latency=ovh_latency, activation=ovh_activation, deletion=ovh_deletion,
                               rate_limit=ovh_rate_limit, roles=ovh_roles)
         self._ports = (kube_port, ovh_port)
+        self._access = access
 
     @property
     def kubeconfig(self) -> Path:
@@ -52,6 +56,10 @@ class SandboxStack:
         await self.ovh.start(port=self._ports[1])
         for crd in crd_documents():
             self.kube.install_crd(crd)
+        for name, spec in self._access.items():
+            self.kube.create_object(API_VERSION, POLICY_PLURAL, {
+                "apiVersion": API_VERSION, "kind": "OVHObjectStorageAccessPolicy", "metadata": {"name": name},
+                "spec": dict(spec)})
         self.kube.write_kubeconfig(self.kubeconfig)
         self.ovh_env_file.write_text("".join(f"{key}={value}\n" for key, value in self.ovh.env().items()))
         self.ovh_env_file.chmod(0o600)
@@ -76,16 +84,18 @@ class SandboxStack:
 
 
 class OperatorProcess:
-    """``ovh-s3-operator run`` as a child process (the same Python environment as this one)."""
+    """``ovh-s3-operator run`` as a child process (this Python environment's, or ``python``'s)."""
 
-    def __init__(self, env: Mapping[str, str], output: IO[Any] | None = None, *, log_level: str = "--verbose") -> None:
+    def __init__(self, env: Mapping[str, str], output: IO[Any] | None = None, *, log_level: str = "--verbose",
+                 python: str | None = None) -> None:
         self._env = dict(env)
         self._output = output
         self._log_level = log_level
+        self._python = python or sys.executable
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
-        command = [sys.executable, "-m", "ovh_s3_operator", "run", self._log_level]
+        command = [self._python, "-m", "ovh_s3_operator", "run", self._log_level]
         self.process = subprocess.Popen(command, env=self._env, stdout=self._output,
                                         stderr=subprocess.STDOUT if self._output else None)
         return self

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
+
+from ovh_s3_operator_sandbox.harness import until
 
 from .conftest import Operator
 
@@ -69,3 +72,24 @@ async def test_a_lost_status_finds_the_user_by_its_marker_when_a_creation_was_re
     assert second["status"]["userId"] == first["status"]["userId"]
     assert len(op.ovh_users(uid)) == 1
     await op.wait_events("UserAdopted")
+
+
+async def test_a_forged_key_in_status_is_never_restored_into_a_secret(op: Operator) -> None:
+    op.kube.create_namespace("team-b")
+    victim = await _ready(op, "victim", "default")
+    attacker = await _ready(op, "attacker", "team-b")
+    forged = {"userId": victim["status"]["userId"], "accessKeyId": victim["status"]["accessKeyId"]}
+    op.patch("attacker", {"status": forged}, "team-b", status=True)
+    op.core.delete_namespaced_secret("attacker-s3", "team-b")  # "please restore my Secret"
+    await until(lambda: op.secret_values("attacker-s3", "team-b"), what="a Secret for the attacker")
+    await op.wait_ready("attacker", namespace="team-b")
+    values = op.secret_values("attacker-s3", "team-b")
+    assert values is not None
+    assert values["AWS_ACCESS_KEY_ID"] != victim["status"]["accessKeyId"]
+    assert op.get("attacker", "team-b")["status"]["userId"] != victim["status"]["userId"]  # type: ignore[index]
+    assert attacker["status"]["userId"] in [u["id"] for u in op.ovh_users(attacker["metadata"]["uid"])]
+
+
+async def _ready(op: Operator, name: str, namespace: str) -> dict[str, Any]:
+    op.create(name, {}, namespace)
+    return await op.wait_ready(name, namespace=namespace)

@@ -6,7 +6,8 @@ state and call record are read directly for assertions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from ovh_s3_operator_sandbox.background import BackgroundLoop
 from ovh_s3_operator_sandbox.clients import SandboxClients
 from ovh_s3_operator_sandbox.ovh.server import DEFAULT_ROLES
+from ovh_s3_operator_sandbox.policies import ALLOW_EVERYTHING
 from ovh_s3_operator_sandbox.stack import OperatorProcess, SandboxStack
 
 from ..support import Redacted, live_users, owner_uid
@@ -108,22 +110,29 @@ class World(SandboxClients):
         return values
 
 
-@pytest.fixture
-def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
-    options = getattr(request, "param", {})
+@contextlib.contextmanager
+def running_world(tmp_path: Path, options: Mapping[str, Any], failed: Callable[[], bool]) -> Iterator[World]:
     with BackgroundLoop() as loop:
         stack = SandboxStack(tmp_path / "sandbox", ovh_activation=0.3, ovh_deletion=0.2,
                              ovh_roles=options.get("ovh_roles", DEFAULT_ROLES),
-                             kube_validate=options.get("kube_validate", True))
+                             kube_validate=options.get("kube_validate", True),
+                             access=options.get("access", ALLOW_EVERYTHING))
         loop.run(stack.start())
         w = World(stack, tmp_path)
         try:
             yield w
         finally:
             w.stop_operators()
-            if request.node.stash.get(FAILED, False) and w.show_log_on_failure:
+            if failed() and w.show_log_on_failure:
                 print(f"--- operator log ---\n{w.operator_log()[-20000:]}")
             loop.run(stack.stop())
+
+
+@pytest.fixture
+def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
+    """A sandbox for one test (``@pytest.mark.parametrize("world", [{options}], indirect=True)``)."""
+    with running_world(tmp_path, getattr(request, "param", {}), lambda: request.node.stash.get(FAILED, False)) as w:
+        yield w
 
 
 FAILED = pytest.StashKey[bool]()

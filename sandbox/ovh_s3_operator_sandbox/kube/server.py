@@ -319,6 +319,12 @@ class KubeEmulator(kmock.KubernetesScaffold):
             if self._find(NAMESPACES, None, name) is None:
                 self._store.create(NAMESPACES, None, {"metadata": {"name": name}})
 
+    def create_object(self, api_version: str, plural: str, body: Mapping[str, Any]) -> Obj:
+        """Store a new object (as a POST would); ApiError if the API server would refuse it."""
+        with self._store.lock:
+            namespace = (body.get("metadata") or {}).get("namespace")
+            return clone(self._store.create(self._resolve(api_version, plural), namespace, clone(dict(body))))
+
     def get_object(self, api_version: str, plural: str, namespace: str | None, name: str) -> Obj | None:
         """A copy of a stored object, None if absent; KeyError if the resource is not served."""
         with self._store.lock:

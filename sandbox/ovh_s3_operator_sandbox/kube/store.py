@@ -66,6 +66,7 @@ _IMMUTABLE_FIELDS = (
     "deletionGracePeriodSeconds",
     "generation",
 )
+ANNOTATIONS_LIMIT = 256 * 1024
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # as the API server's generateName suffixes
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -440,6 +441,12 @@ class Store:
 
     def _prepare(self, rt: ResourceType, obj: Obj) -> None:
         """Built-in normalization, then schema pruning, defaulting and validation."""
+        annotations = _meta(obj).get("annotations") or {}
+        size = sum(len(str(key)) + len(str(value)) for key, value in annotations.items())
+        if size > ANNOTATIONS_LIMIT:
+            # apimachinery's ValidateAnnotations: TotalAnnotationSizeLimitB = 256 KiB
+            detail = f"Too long: may not be more than {ANNOTATIONS_LIMIT} bytes"
+            raise invalid(rt, _meta(obj)["name"], [FieldError("metadata.annotations", "FieldValueTooLong", detail)])
         if rt.key == SECRETS.key:
             _normalize_secret(obj)
         elif rt.key == NAMESPACES.key:
