@@ -31,7 +31,7 @@ def test_no_secret_reaches_logs_events_or_status(world: World) -> None:
 
     world.create("leak-a", {"grants": [{"bucket": "leak-bucket", "prefix": "p/", "access": "readwrite"}]})
     world.create("leak-b", {"policy": {"Statement": [
-        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::leak-bucket/*"}]}})
+        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::leak-bucket/*"]}]}})
     world.assert_consistent(["leak-a", "leak-b"])
     snapshot()
 

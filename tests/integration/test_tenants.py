@@ -191,3 +191,19 @@ def test_editing_a_secret_in_a_loop_costs_bounded_ovh_calls(cluster: World) -> N
     [user] = cluster.ovh_users(cluster.get("noisy", "team-b")["metadata"]["uid"])  # type: ignore[index]
     wait_for(lambda: (cluster.secret_values("noisy-s3", "team-b") or {}).get("AWS_SECRET_ACCESS_KEY")
              == user["credentials"][0]["secret"], 30, what="the Secret to be restored in the end")
+
+
+def test_an_orphan_left_by_a_finalizer_removed_by_hand_is_swept(world: World) -> None:
+    world.start_operator({**FAST, "OVH_S3_OPERATOR_ORPHAN_SWEEP_INTERVAL": "1", "OVH_S3_OPERATOR_ORPHAN_GRACE": "0"})
+    obj = world.create("orphan", {"grants": [{"bucket": "orphan-bucket", "access": "read"}]})
+    user_id = world.wait_ready("orphan")["status"]["userId"]
+    stranger = world.stack.ovh.project.add_user("made by hand")
+    world.operators[-1].stop()
+    world.delete("orphan")
+    world.patch("orphan", {"metadata": {"finalizers": None}})
+    world.wait_gone("orphan")
+    assert world.ovh_users(obj["metadata"]["uid"])  # the user and its key outlived the resource
+    world.restart_operator()
+    wait_for(lambda: world.stack.ovh.project.user(user_id) is None, 30, what="the orphan to be swept")
+    assert world.stack.ovh.project.user(stranger) is not None
+    assert "its resource team-a/orphan" in world.operator_log()

@@ -499,11 +499,13 @@ def test_schema_validation_defaulting_pruning(http: Http, custom: kubernetes.cli
         VERSION,
         ns,
         PLURAL,
-        osu("v", unknown=1, policy={"Statement": [{"Effect": "Allow", "Extra": 1}], "Any": 2}),
+        osu("v", unknown=1, policy={"Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["*"],
+                                                     "Extra": 1}], "Any": 2}),
     )
     assert created["spec"]["roles"] == ["objectstore_operator"]  # defaulted
     assert "unknown" not in created["spec"]  # pruned
-    assert created["spec"]["policy"] == {"Statement": [{"Effect": "Allow", "Extra": 1}], "Any": 2}  # preserved
+    assert created["spec"]["policy"] == {"Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"],
+                                                        "Resource": ["*"]}]}  # pruned inside too
     invalid_patch = http.request("PATCH", osu_path(ns, "v"), {"spec": {"region": 5}}, MERGE)
     assert invalid_patch.status_code == 422 and "spec.region" in invalid_patch.json()["message"]
 
