@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -40,6 +41,36 @@ def _sandbox_command(command: str, args: Sequence[str]) -> int:
     return int(sandbox_cli.main([command, *args]))
 
 
+def _request_credentials(args: argparse.Namespace) -> int:
+    """Ask OVH for a consumer key with exactly the operator's access rules; print it and where to validate it."""
+    import ovh
+
+    from .ovh_api import access_rules, register_endpoint
+
+    service = args.service_name or os.environ.get("OVH_SERVICE_NAME")
+    key, secret = os.environ.get("OVH_APPLICATION_KEY"), os.environ.get("OVH_APPLICATION_SECRET")
+    if not (service and key and secret):
+        print("Set OVH_APPLICATION_KEY and OVH_APPLICATION_SECRET (create them at https://eu.api.ovh.com/createApp/) "
+              "and --service-name or OVH_SERVICE_NAME (the Public Cloud project id)", file=sys.stderr)
+        return 2
+    endpoint = register_endpoint(args.endpoint or os.environ.get("OVH_ENDPOINT") or "ovh-eu")
+    client = ovh.Client(endpoint=endpoint, application_key=key, application_secret=secret)
+    request = client.new_consumer_key_request()
+    for method, path in access_rules(service):
+        request.add_rule(method, path)
+    try:
+        answer = request.request()
+    except ovh.exceptions.APIError as error:
+        print(f"OVH refused the request: {error}", file=sys.stderr)
+        return 1
+    print("Access rules requested:")
+    for method, path in access_rules(service):
+        print(f"  {method:<6} {path}")
+    print(f"Consumer key: {answer['consumerKey']}  (set it as OVH_CONSUMER_KEY once validated)")
+    print(f"Validate it here: {answer['validationUrl']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ovh-s3-operator", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-d", "--debug", action="store_true", help="log at DEBUG")
     run.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     run.set_defaults(func=_run)
+
+    credentials = commands.add_parser("credentials", help="OVH API credentials for the operator")
+    actions = credentials.add_subparsers(dest="action", required=True)
+    request = actions.add_parser(
+        "request", help="ask OVH for a consumer key with exactly the access rules the operator needs")
+    request.add_argument("--service-name", help="the Public Cloud project id (default: $OVH_SERVICE_NAME)")
+    request.add_argument("--endpoint", help="python-ovh endpoint name or URL (default: $OVH_ENDPOINT or ovh-eu)")
+    request.set_defaults(func=_request_credentials)
 
     for name, help_text in SANDBOX_COMMANDS.items():  # listed here, parsed by the sandbox package
         commands.add_parser(name, help=help_text)

@@ -56,6 +56,23 @@ logger = logging.getLogger(__name__)
 
 RETRY_AFTER_CAP = 120.0
 ROLES_TTL = 3600.0  # roles of a project change rarely; new ones are seen within the hour
+ACCESS_RULES: tuple[tuple[str, str], ...] = (
+    ("GET", "/cloud/project/{service}/role"),
+    ("GET", "/cloud/project/{service}/user"),
+    ("POST", "/cloud/project/{service}/user"),
+    ("GET", "/cloud/project/{service}/user/*"),
+    ("POST", "/cloud/project/{service}/user/*"),
+    ("PUT", "/cloud/project/{service}/user/*"),
+    ("DELETE", "/cloud/project/{service}/user/*"),
+)
+"""Every call the operator makes, as OVH consumer-key access rules for one project (``*`` matches the
+rest of the path, and ``/user/*`` does not cover ``/user`` itself, as on OVH)."""
+
+
+def access_rules(service_name: str) -> list[tuple[str, str]]:
+    return [(method, path.format(service=service_name)) for method, path in ACCESS_RULES]
+
+
 GONE_STATUSES = ("deleting", "deleted")
 """User statuses after a deletion request (``cloud.user.UserStatusEnum``: creating, ok, deleting, deleted)."""
 

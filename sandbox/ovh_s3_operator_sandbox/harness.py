@@ -23,6 +23,7 @@ from ovh_s3_operator.app import App
 from ovh_s3_operator.config import Settings
 from ovh_s3_operator.manifests import crd_documents
 from ovh_s3_operator.model import API_VERSION, GROUP, PLURAL, VERSION
+from ovh_s3_operator.ovh_api import ACCESS_RULES
 from ovh_s3_operator.secret_writer import MANAGED_BY, MANAGED_BY_LABEL
 
 from .kube.inprocess import api_client
@@ -77,7 +78,7 @@ class InProcessOperator(Objects):
             for crd in crd_documents():
                 kube.install_crd(crd)
         self.kube = kube
-        self.ovh = ovh if ovh is not None else OVHSandbox(activation=0.05, deletion=0.02)
+        self.ovh = ovh if ovh is not None else OVHSandbox(activation=0.05, deletion=0.02, access_rules=ACCESS_RULES)
         self.kube.create_namespace(namespace)
         super().__init__(api_client(self.kube), namespace)
         self.settings_overrides = {**FAST_SETTINGS, **settings}

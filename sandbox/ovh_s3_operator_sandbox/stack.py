@@ -14,6 +14,7 @@ from typing import IO, Any, TypeVar
 from ovh_s3_operator.access_policy import POLICY_PLURAL
 from ovh_s3_operator.manifests import crd_documents, installed_folder
 from ovh_s3_operator.model import API_VERSION
+from ovh_s3_operator.ovh_api import ACCESS_RULES
 
 from .kube.server import KubeEmulator
 from .ovh.server import DEFAULT_ROLES, OVHSandbox
@@ -38,7 +39,7 @@ class SandboxStack:
         self.state_dir = state_dir
         self.kube = KubeEmulator(validate=kube_validate)
         self.ovh = OVHSandbox(latency=ovh_latency, activation=ovh_activation, deletion=ovh_deletion,
-                              rate_limit=ovh_rate_limit, roles=ovh_roles)
+                              rate_limit=ovh_rate_limit, roles=ovh_roles, access_rules=ACCESS_RULES)
         self._ports = (kube_port, ovh_port)
         self._access = access
 

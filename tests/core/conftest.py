@@ -58,8 +58,11 @@ class Operator(InProcessOperator):
             assert condition is not None and condition["status"] == "True", (name, condition)
             assert condition["observedGeneration"] == obj["metadata"]["generation"], name
             live.add(obj["metadata"]["uid"])
-            [user] = self.ovh_users(obj["metadata"]["uid"])
+            users = self.ovh_users(obj["metadata"]["uid"])
+            assert len(users) == 1, (name, users)
+            [user] = users
             assert user["status"] == "ok"
+            assert len(user["credentials"]) == 1, (name, user["credentials"])
             [credential] = user["credentials"]
             values = self.secret_values(obj["status"]["secretName"], namespace)
             assert values is not None

@@ -363,3 +363,59 @@ async def test_failing_reads_of_the_resource_are_retried(op: Operator) -> None:
                                               {"metadata": {"name": "kube-faults"}, "spec": GRANTS})
     await until(lambda: injected.hits == 3, what="the faults to be hit")
     await op.assert_consistent([("elsewhere", "kube-faults")])
+
+
+async def test_the_access_rules_the_readme_lists_suffice_and_nothing_more_is_called(op: Operator) -> None:
+    """The sandbox grants this operator exactly ovh_api.ACCESS_RULES (every test runs that way); a call
+    outside them is refused as OVH refuses it."""
+    op.create("app", {})
+    await op.assert_consistent(["app"])
+    assert all(c.status != 403 for c in op.ovh.calls())
+    app = await op.restart(ovh_service_name=None)  # the operator now has to list the projects to guess one
+    op.create("guess", {})
+    obj = await op.wait_condition("guess", "False", "OVHCredentialsRejected")
+    assert "may not call GET /cloud/project" in op.ready(obj)["message"]  # type: ignore[index]
+    assert app.ovh.configuration_error is None
+
+
+async def test_a_pending_consumer_key_is_refused(op: Operator) -> None:
+    import ovh
+
+    client = ovh.Client(endpoint=op.ovh.url, application_key=op.ovh.credentials.application_key,
+                        application_secret=op.ovh.credentials.application_secret)
+    client._session = op.ovh.session()
+    request = client.new_consumer_key_request()
+    request.add_rule("GET", "/cloud/project/*")
+    pending = request.request()
+    assert pending["state"] == "pendingValidation" and "/auth/?credentialToken=" in pending["validationUrl"]
+    with pytest.raises(ovh.exceptions.InvalidCredential):
+        client.get(f"/cloud/project/{op.ovh.service_name}/role")
+    assert op.ovh.validate_consumer_key(pending["consumerKey"]) == [("GET", "/cloud/project/*")]
+    assert client.get(f"/cloud/project/{op.ovh.service_name}/role")["roles"]
+    with pytest.raises(ovh.exceptions.NotGrantedCall):
+        client.post(f"/cloud/project/{op.ovh.service_name}/user", roles=["objectstore_operator"])
+
+
+@pytest.mark.parametrize("op", [{"permanent_retry_delay": 600}], indirect=True)
+async def test_an_ovh_that_refused_conditions_would_be_reported_not_widened(op: Operator) -> None:
+    """OVH documents no Condition; were it to refuse the one a prefix grant needs, the resource says so
+    (and the grant is not silently turned into a listing of the whole bucket)."""
+    op.ovh.project.refuse_conditions = True
+    op.create("prefixed", {"grants": [{"bucket": "data", "prefix": "team/", "access": "read"}]})
+    obj = await op.wait_condition("prefixed", "False", "OVHRejected")
+    assert 'unsupported condition operator "StringLike"' in op.ready(obj)["message"]  # type: ignore[index]
+    [user] = op.ovh_users(obj["metadata"]["uid"])
+    assert user["policy"] is None and user["credentials"] == []
+
+
+@pytest.mark.parametrize("op", [{"user_ready_timeout": 0.3}], indirect=True)
+async def test_a_user_disabled_in_ovh_is_reported_and_kept(op: Operator) -> None:
+    op.create("app", {"grants": [{"bucket": "data", "access": "read"}]})
+    obj = await op.wait_ready("app")
+    user_id = obj["status"]["userId"]
+    op.ovh.project.set_user_status(user_id, "disabled")
+    op.patch("app", {"spec": {"description": "look again"}})
+    stuck = await op.wait_condition("app", "False", "UserStuck")
+    assert "'disabled'" in op.ready(stuck)["message"]  # type: ignore[index]
+    assert op.ovh.project.user(user_id)["status"] == "disabled"  # type: ignore[index]
+    assert len(op.calls("POST", r"/user$")) == 1  # not replaced by a new user

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -12,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from ovh_s3_operator.ovh_api import ACCESS_RULES
 from ovh_s3_operator_sandbox.stack import wait_for
+
+from .conftest import World
 
 pytestmark = [
     pytest.mark.integration,
@@ -108,3 +112,20 @@ def test_demo_walks_the_whole_lifecycle() -> None:
     for expected in ("Ready after", "AWS_SECRET_ACCESS_KEY=••••", "status=ok", "Ready again for generation 2",
                      "same OVH user", "OVH answers 404 for user", "Demo complete: every step happened."):
         assert expected in out
+
+
+def test_credentials_request_asks_for_exactly_the_rules_the_operator_needs(world: World) -> None:
+    ovh_sandbox = world.stack.ovh
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OVH_")}
+    env |= {"OVH_ENDPOINT": ovh_sandbox.url, "OVH_APPLICATION_KEY": ovh_sandbox.credentials.application_key,
+            "OVH_APPLICATION_SECRET": ovh_sandbox.credentials.application_secret}
+    result = subprocess.run(cli("credentials", "request", "--service-name", ovh_sandbox.service_name), env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    consumer_key = re.search(r"Consumer key: (\w+)", result.stdout).group(1)  # type: ignore[union-attr]
+    assert "Validate it here: http://" in result.stdout
+    granted = ovh_sandbox.validate_consumer_key(consumer_key)
+    assert granted == [(method, path.format(service=ovh_sandbox.service_name)) for method, path in ACCESS_RULES]
+    world.start_operator({"OVH_CONSUMER_KEY": consumer_key})
+    world.create("with-new-key", {"grants": [{"bucket": "b-new", "access": "read"}]})
+    world.assert_consistent(["with-new-key"])

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+# cloud.user.RoleEnum of OVH's published schema (tests/data/ovh_cloud_schema.json).
 DEFAULT_ROLES: tuple[str, ...] = (
     "administrator",
     "ai_training_operator",
@@ -22,6 +23,9 @@ DEFAULT_ROLES: tuple[str, ...] = (
     "network_operator",
     "network_security_operator",
     "objectstore_operator",
+    "quantum_operator",
+    "quantum_reader",
+    "share_operator",
     "volume_operator",
 )
 
@@ -77,8 +81,15 @@ def roles_document(names: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def check_policy(text: str) -> None:
-    """Validate an S3 policy document given as a JSON string; ``ValueError`` names the first problem."""
+CONDITION_OPERATORS = frozenset({
+    "StringEquals", "StringNotEquals", "StringEqualsIgnoreCase", "StringNotEqualsIgnoreCase", "StringLike",
+    "StringNotLike", "IpAddress", "NotIpAddress",
+})
+
+
+def check_policy(text: str, *, conditions: bool = True) -> None:
+    """Validate an S3 policy document given as a JSON string; ``ValueError`` names the first problem.
+    ``conditions=False`` refuses every ``Condition``."""
     try:
         document = json.loads(text)
     except ValueError as error:
@@ -90,10 +101,10 @@ def check_policy(text: str) -> None:
     if not isinstance(statements, list):
         raise ValueError('policy must have a "Statement" list')
     for index, statement in enumerate(statements):
-        _check_statement(statement, f"statement {index}")
+        _check_statement(statement, f"statement {index}", conditions)
 
 
-def _check_statement(statement: object, where: str) -> None:
+def _check_statement(statement: object, where: str, conditions: bool) -> None:
     if not isinstance(statement, dict):
         raise ValueError(f"{where}: must be an object")
     _check_fields(statement, _STATEMENT_FIELDS, where)
@@ -107,8 +118,12 @@ def _check_statement(statement: object, where: str) -> None:
             raise ValueError(f'{where}: unsupported resource "{resource}" (expected {S3_RESOURCE_PREFIX}… or *)')
     if not isinstance(statement.get("Sid", ""), str):
         raise ValueError(f'{where}: "Sid" must be a string')
-    if not isinstance(statement.get("Condition", {}), dict):
+    condition = statement.get("Condition", {})
+    if not isinstance(condition, dict):
         raise ValueError(f'{where}: "Condition" must be an object')
+    for operator in condition:
+        if not conditions or operator not in CONDITION_OPERATORS:
+            raise ValueError(f'{where}: unsupported condition operator "{operator}"')
 
 
 def _check_fields(item: dict[str, Any], allowed: frozenset[str], where: str) -> None:

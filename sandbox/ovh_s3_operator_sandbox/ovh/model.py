@@ -7,11 +7,12 @@ tests run the real python-ovh client and the operator's own OVH port against thi
 
 Facts modelled, with their sources:
 
-* Routes, fields and the user status enum (``creating``, ``ok``, ``deleting``, ``deleted``) as in
-  OVH's published schema ``cloud.json`` (``cloud.user.User``, ``cloud.user.UserDetail``,
-  ``cloud.user.UserStatusEnum``, ``cloud.user.S3Credentials``, ``cloud.user.S3CredentialsWithSecret``,
-  ``cloud.user.Policy``, ``cloud.role.Roles``); the excerpt the contract test checks is in
-  ``tests/data/ovh_cloud_schema.json``.
+* Routes, fields and the user status enum as in OVH's published schema ``cloud.json``
+  (``cloud.user.User``, ``cloud.user.UserDetail``, ``cloud.user.UserStatusEnum``,
+  ``cloud.user.S3Credentials``, ``cloud.user.S3CredentialsWithSecret``,
+  ``cloud.user.S3CredentialsSecretOnly``, ``cloud.storage.PolicyRaw``, ``cloud.role.Roles``,
+  ``cloud.ProjectUserCreation``, ``cloud.ProjectUserRoleUpdate``); the excerpt the contract test
+  checks the sandbox and the operator against is ``tests/data/ovh_cloud_schema.json``.
 * ``POST …/user`` answers the new user with ``status: creating`` and its password; it becomes
   ``ok`` after ``activation`` seconds (terraform-provider-ovh waits ``creating → ok``, and treats a
   404 as deleted). ``DELETE …/user/{id}`` is asynchronous: ``deleting``, then 404 after
@@ -34,6 +35,13 @@ Decided where OVH documents nothing, choosing the stricter behaviour:
 * Policies: top-level fields ``Version``, ``Id``, ``Statement``; statement fields ``Sid``,
   ``Effect``, ``Action``, ``Resource``, ``Condition``; action names are case-sensitive; ``Resource``
   is ``arn:aws:s3:::…`` or ``*`` (OVH's own guide uses ``"Resource": ["*"]``).
+* ``Condition``: OVH's guide on S3 identity and access management (ovh/docs,
+  ``s3_identity_and_access_management``) documents no condition at all; its folder example grants
+  ``ListBucket`` on the whole bucket, which lists every key name. The operator limits listing under a
+  prefix grant with ``StringLike`` on ``s3:prefix`` (AWS IAM semantics) so that a prefix grant never
+  silently widens access. The sandbox accepts the AWS string and IP condition operators and refuses
+  any other (stricter than an unknown behaviour); ``refuse_conditions`` makes it refuse every
+  ``Condition``, to show what the operator reports if OVH ever did.
 * Descriptions are kept as given, up to ``description_limit`` characters (longer ones are cut, as
   a stricter stand-in for whatever OVH does with them).
 * User ids count up from 100001.
@@ -54,7 +62,9 @@ from typing import Any
 
 from .catalog import DEFAULT_ROLES, check_policy, role, roles_document
 
-USER_STATUSES = ("creating", "ok", "deleting", "deleted")
+USER_STATUSES = ("creating", "deleted", "deleting", "disabled", "ok", "updating")
+"""``cloud.user.UserStatusEnum`` of OVH's published schema. Only the console (``set_user_status``)
+puts a user in ``disabled`` or ``updating``: when and how OVH does is not documented."""
 _ALNUM = string.ascii_letters + string.digits
 _ERROR_CLASSES = {
     400: "Client::BadRequest",
@@ -121,7 +131,7 @@ class OVHProject:
 
     def __init__(self, *, activation: float = 1.0, deletion: float = 0.5, visibility_delay: float = 0.0,
                  roles: Sequence[str] = DEFAULT_ROLES, service_name: str | None = None, max_users: int = 1000,
-                 description_limit: int = 255, refuse_busy_delete: bool = False,
+                 description_limit: int = 255, refuse_busy_delete: bool = False, refuse_conditions: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.activation = activation
         self.deletion = deletion
@@ -129,6 +139,7 @@ class OVHProject:
         self.max_users = max_users
         self.description_limit = description_limit
         self.refuse_busy_delete = refuse_busy_delete
+        self.refuse_conditions = refuse_conditions
         self.service_name = service_name or secrets.token_hex(16)
         self.clock = clock
         self.lock = threading.RLock()
@@ -341,7 +352,8 @@ class OVHProject:
         if user.status != "deleting":
             user.status, user.since = "deleting", request.now
 
-    def _set_roles(self, request: Request) -> None:
+    def _set_roles(self, request: Request) -> dict[str, Any]:
+        """Answers the user (``cloud.user.UserDetail``; no password, which only creation reveals)."""
         user = self._ready_user(request)
         ids = self._check_roles(params_of(request.body, {"rolesIds"}).get("rolesIds"), "rolesIds")
         by_id = {item["id"]: name for name, item in self._roles.items()}
@@ -349,6 +361,7 @@ class OVHProject:
         if unknown or not ids:
             raise OVHApiError(400, f"Invalid role ids: {', '.join(unknown) or '(none given)'}")
         user.roles = list(dict.fromkeys(by_id[role_id] for role_id in ids))
+        return self._view(user)
 
     def _list_credentials(self, request: Request) -> list[dict[str, Any]]:
         user = self._user(request)
@@ -386,7 +399,7 @@ class OVHProject:
         if not isinstance(policy, str):
             raise OVHApiError(400, 'Invalid parameter "policy": expected the policy document as a JSON string')
         try:
-            check_policy(policy)
+            check_policy(policy, conditions=not self.refuse_conditions)
         except ValueError as error:
             raise OVHApiError(400, f"Invalid policy: {error}") from None
         user.policy = policy

@@ -16,9 +16,13 @@ Behaviour, where OVH documents it (python-ovh's ``client.py`` for signatures and
   (400 ``QUERY_TIME_OUT``), signature over ``scheme://Host`` + raw path and query
   (400 ``INVALID_SIGNATURE``), then the consumer key's access rules (403 ``NOT_GRANTED_CALL``;
   ``/cloud/project/*`` does not cover ``/cloud/project`` itself, as on OVH).
-* ``revoke_consumer_key()`` issues a new consumer key: calls signed with the old one get
-  ``INVALID_CREDENTIAL``, as after a human rotated the token. ``clock_offset`` moves the server's
-  clock (``/auth/time`` and the timestamp check) to simulate a drifting client clock.
+* ``POST /auth/credential`` (signed by no one, only the application key) answers a new consumer key
+  ``pendingValidation`` with its ``validationUrl``, as python-ovh's ``new_consumer_key_request()``
+  expects; ``validate_consumer_key()`` stands for the account owner opening that URL. Each consumer
+  key carries its access rules (``access_rules``: ``{service}`` stands for the project id).
+* ``revoke_consumer_key()`` issues a new consumer key with the same rules: calls signed with the old
+  one get ``INVALID_CREDENTIAL``, as after a human rotated the token. ``clock_offset`` moves the
+  server's clock (``/auth/time`` and the timestamp check) to simulate a drifting client clock.
 
 Decided where OVH documents nothing (see also :mod:`.model`):
 
@@ -58,7 +62,7 @@ import requests.adapters
 from aiohttp import web
 
 from .catalog import DEFAULT_ROLES
-from .model import OVHApiError, OVHProject, token
+from .model import OVHApiError, OVHProject, params_of, token
 
 __all__ = ["ALL_RULES", "DEFAULT_ROLES", "Call", "Fault", "OVHCredentials", "OVHSandbox"]
 
@@ -68,6 +72,7 @@ API_PREFIX = "/1.0"
 IN_PROCESS_URL = "http://ovh-sandbox.invalid/1.0"
 TIMESTAMP_TOLERANCE = 180
 _WRITE_METHODS = frozenset({"POST", "PUT", "DELETE"})
+_RULE_METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
 ALL_RULES: tuple[tuple[str, str], ...] = tuple((method, "/*") for method in ("GET", "POST", "PUT", "DELETE"))
 
 
@@ -151,8 +156,10 @@ class OVHSandbox:
         self.burst = burst
         self.clock_offset = 0.0
         self.credentials = OVHCredentials(token(16), token(32), token(32))
-        self.access_rules = list(access_rules)
+        self._rules: dict[str, list[tuple[str, str]]] = {}  # consumer key -> its access rules
+        self._pending: dict[str, list[tuple[str, str]]] = {}  # requested, not validated yet
         self._lock = threading.Lock()
+        self.set_access_rules(access_rules)
         self._calls: list[Call] = []
         self._faults: list[Fault] = []
         self._hung: set[Fault] = set()
@@ -258,11 +265,27 @@ class OVHSandbox:
         with self._lock:
             self._faults.clear()
 
+    def set_access_rules(self, rules: Sequence[tuple[str, str]]) -> None:
+        """The access rules of the current consumer key (``{service}`` stands for the project id)."""
+        with self._lock:
+            self._rules[self.credentials.consumer_key] = [
+                (method, path.format(service=self.service_name)) for method, path in rules]
+
     def revoke_consumer_key(self) -> None:
-        """Invalidate the consumer key and issue a new one in ``credentials``."""
+        """Invalidate the consumer key and issue a new one, with the same rules, in ``credentials``."""
         with self._lock:
             old = self.credentials
             self.credentials = OVHCredentials(old.application_key, old.application_secret, token(32))
+            self._rules[self.credentials.consumer_key] = self._rules.pop(old.consumer_key)
+
+    def validate_consumer_key(self, consumer_key: str) -> list[tuple[str, str]]:
+        """What the account owner does at the validation URL; returns the rules now granted."""
+        with self._lock:
+            self.credentials = OVHCredentials(self.credentials.application_key, self.credentials.application_secret,
+                                              consumer_key)
+            rules = self._pending.pop(consumer_key)
+            self._rules[consumer_key] = rules
+            return rules
 
     # -- the pipeline ---------------------------------------------------------------------------------
 
@@ -307,6 +330,8 @@ class OVHSandbox:
             path = path.removeprefix(API_PREFIX)
             if (method, path) == ("GET", "/auth/time"):
                 result: object = int(time.time() + self.clock_offset)
+            elif (method, path) == ("POST", "/auth/credential"):
+                result = self._request_credential(url, headers, body)
             else:
                 consumer_key = self._authenticate(method, url, path, headers, body)
                 self._admit(consumer_key)
@@ -315,6 +340,22 @@ class OVHSandbox:
         except OVHApiError as error:
             return Answer(error.status, {"Content-Type": "application/json", **error.headers},
                           json.dumps(error.payload))
+
+    def _request_credential(self, url: str, headers: Mapping[str, str], body: str) -> dict[str, str]:
+        if headers.get("X-Ovh-Application") != self.credentials.application_key:
+            raise OVHApiError(403, "Invalid application key", "INVALID_KEY")
+        params = params_of(body, {"accessRules", "redirection", "allowedIPs"})
+        rules = params.get("accessRules")
+        if not isinstance(rules, list) or not all(
+                isinstance(r, dict) and r.get("method") in _RULE_METHODS and isinstance(r.get("path"), str)
+                for r in rules):
+            raise OVHApiError(400, 'Invalid parameter "accessRules"')
+        consumer_key = token(32)
+        with self._lock:
+            self._pending[consumer_key] = [(r["method"], r["path"]) for r in rules]
+        base = url.split(API_PREFIX, 1)[0]
+        return {"consumerKey": consumer_key, "state": "pendingValidation",
+                "validationUrl": f"{base}/auth/?credentialToken={token(64)}"}
 
     def _authenticate(self, method: str, url: str, path: str, headers: Mapping[str, str], body: str) -> str:
         credentials = self.credentials
@@ -325,7 +366,8 @@ class OVHSandbox:
         signature = headers.get("X-Ovh-Signature")
         if not consumer_key or not timestamp or not signature:
             raise OVHApiError(403, "You must login first", "NOT_CREDENTIAL")
-        if consumer_key != credentials.consumer_key:
+        rules = self._rules.get(consumer_key)
+        if rules is None:
             raise OVHApiError(403, "This credential is not valid", "INVALID_CREDENTIAL")
         if not timestamp.isdigit() or abs(int(timestamp) - (time.time() + self.clock_offset)) > TIMESTAMP_TOLERANCE:
             raise OVHApiError(400, "Query out of time", "QUERY_TIME_OUT")
@@ -333,8 +375,7 @@ class OVHSandbox:
         expected = "$1$" + hashlib.sha1(signed.encode(), usedforsecurity=False).hexdigest()
         if not hmac.compare_digest(signature, expected):
             raise OVHApiError(400, "Invalid signature", "INVALID_SIGNATURE")
-        if not any(rule_method == method and _rule_pattern(rule_path).fullmatch(path)
-                   for rule_method, rule_path in self.access_rules):
+        if not any(allowed == method and _rule_pattern(pattern).fullmatch(path) for allowed, pattern in rules):
             raise OVHApiError(403, f"This call has not been granted: {method} {path}", "NOT_GRANTED_CALL")
         return consumer_key
 
