@@ -12,12 +12,13 @@ import requests
 
 from . import orphans
 from .access_policy import AccessIndex
+from .activation import ActivationEstimate
 from .config import Settings
 from .controller import Controller
 from .errors import KubernetesAPIError
 from .kube_api import EventRecorder, KubeClient, new_api_client
 from .ovh_api import OVHClient
-from .reconcile import ActivationEstimate, Context
+from .reconcile import Context
 
 logger = logging.getLogger(__name__)
 

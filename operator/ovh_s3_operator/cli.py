@@ -17,7 +17,8 @@ SANDBOX_COMMANDS = {
 
 
 def _run(args: argparse.Namespace) -> int:
-    kopf.configure(verbose=args.verbose, debug=args.debug, log_format=kopf.LogFormat[args.log_format.upper()])
+    kopf.configure(verbose=args.verbose, debug=args.debug, quiet=args.quiet,
+                   log_format=kopf.LogFormat[args.log_format.upper()])
     from . import handlers  # noqa: F401  (registers the kopf handlers)
 
     kopf.run(
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("-v", "--verbose", action="store_true", help="log at INFO with more detail")
     run.add_argument("-d", "--debug", action="store_true", help="log at DEBUG")
+    run.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     run.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     run.set_defaults(func=_run)
 

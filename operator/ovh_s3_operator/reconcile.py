@@ -29,13 +29,13 @@ import logging
 import math
 import random
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import access_policy, secret_writer
 from .access_policy import AccessIndex
+from .activation import ActivationEstimate
 from .config import Settings
 from .errors import (
     AccessDenied,
@@ -132,45 +132,6 @@ class Memory:
 
     def forget_user(self) -> None:
         self.fresh_user, self.fresh_policy, self.fresh_keys = None, None, ()
-
-
-class ActivationEstimate:
-    """How long OVH takes to bring a new user from ``creating`` to ``ok``, learned from the last users.
-
-    The first look at a new user comes when it is expected to be ready (the 90th percentile of the
-    recent activations, from the creation answer to the first ``ok`` seen), then every
-    ``poll`` seconds; with nothing learned yet, the first look comes after ``poll``.
-    """
-
-    def __init__(self, poll: float, *, window: int = 32) -> None:
-        self.poll = poll
-        self._recent: deque[float] = deque(maxlen=window)
-        self._started: dict[int, float] = {}
-
-    def started(self, user_id: int, at: float) -> None:
-        self._started[user_id] = at
-
-    def seen_ok(self, user_id: int, at: float) -> None:
-        start = self._started.pop(user_id, None)
-        if start is not None:
-            self._recent.append(at - start)
-
-    def expected(self) -> float | None:
-        if not self._recent:
-            return None
-        ordered = sorted(self._recent)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
-
-    def next_look(self, user_id: int, now: float) -> float:
-        start = self._started.get(user_id)
-        expected = self.expected()
-        if start is None or expected is None:
-            return self.poll
-        remaining = start + expected * 1.05 - now
-        return remaining if remaining > 0.05 else min(self.poll, max(0.25, expected / 4))
-
-    def forget(self, user_id: int) -> None:
-        self._started.pop(user_id, None)
 
 
 @dataclass
@@ -427,8 +388,11 @@ async def _ensure_user(ctx: Context, resource: Resource, status: StatusWriter, s
     just_requested = requested_age is not None and requested_age < settings.creation_window
     user: OVHUser | None = None
     if recorded.user_id:
-        shared = 0.0 if memory.fresh_user == recorded.user_id else LISTING_MAX_AGE
-        found = await ctx.ovh.get_user(recorded.user_id, max_age=shared)
+        fresh = memory.fresh_user == recorded.user_id
+        sent = ctx.clock()
+        found = await ctx.ovh.get_user(recorded.user_id, max_age=0.0 if fresh else LISTING_MAX_AGE)
+        if fresh and found is not None:
+            ctx.activation.seen(found.id, sent, ok=found.status == "ok")
         if found is not None and not marker.is_on(found.description):
             journal.warn("UserNotOwned", f"status.userId names OVH user {found.id}, which does not carry this "
                                          "resource's marker; the operator ignores it and leaves it untouched")
@@ -464,7 +428,6 @@ async def _ensure_user(ctx: Context, resource: Resource, status: StatusWriter, s
 
     if user.status != "ok":
         return _not_active(ctx, user)
-    ctx.activation.seen_ok(user.id, ctx.clock())
     return user
 
 

@@ -12,11 +12,12 @@ from typing import Any, cast
 import pytest
 
 from ovh_s3_operator.access_policy import AccessIndex
+from ovh_s3_operator.activation import ActivationEstimate
 from ovh_s3_operator.config import Settings
 from ovh_s3_operator.controller import Controller, Key
 from ovh_s3_operator.errors import Retry
 from ovh_s3_operator.model import FINALIZER, KIND
-from ovh_s3_operator.reconcile import GONE, ActivationEstimate, Context, Memory, Outcome
+from ovh_s3_operator.reconcile import GONE, Context, Memory, Outcome
 from ovh_s3_operator.secret_writer import ObservedSecret
 from ovh_s3_operator_sandbox.harness import until
 
