@@ -54,7 +54,7 @@ class App:
             access.replace(await kube.list_access_policies(), await kube.list_namespaces())
         except KubernetesAPIError as error:
             raise StartupError(f"Cannot read the access policies and namespaces ({error.message}); grant the "
-                               "operator list and watch on both (see deploy/rbac.yaml)") from None
+                               "operator list and watch on both (see deploy/kustomize/base/rbac.yaml)") from None
         ctx = Context(ovh=ovh, kube=kube, events=events, settings=settings, access=access, cluster_id=cluster_id,
                       activation=ActivationEstimate(settings.user_poll_interval), drift_interval=lambda: 0.0)
         controller = Controller(ctx)
