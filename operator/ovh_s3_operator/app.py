@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
 
 import kubernetes
+import prometheus_client
 import requests
 
-from . import orphans
+from . import metrics, orphans
 from .access_policy import AccessIndex
 from .activation import ActivationEstimate
 from .config import Settings
 from .controller import Controller
 from .errors import KubernetesAPIError
 from .kube_api import EventRecorder, KubeClient, new_api_client
+from .leader import LeaderElector
 from .ovh_api import OVHClient
 from .reconcile import Context
 
@@ -35,6 +40,9 @@ class App:
     kube: KubeClient
     events: EventRecorder
     executors: tuple[ThreadPoolExecutor, ...]
+    collector: metrics.ResourcesByReason
+    metrics_server: WSGIServer | None = None
+    elector: LeaderElector | None = None
 
     @classmethod
     async def start(cls, settings: Settings, *, api_client: kubernetes.client.ApiClient | None = None,
@@ -71,9 +79,24 @@ class App:
         controller.every(settings.access_resync_interval, resync_access, "access policy resync")
         if settings.orphan_sweep:
             controller.every(settings.orphan_sweep_interval, sweep_orphans, "orphan sweep")
-        app = cls(settings, controller, ovh, kube, events, (ovh_pool, kube_pool))
+        collector = metrics.watch_resources(lambda: controller.last_outcomes.values())
+        server = None
+        if settings.metrics_port:
+            server, _ = prometheus_client.start_http_server(settings.metrics_port)
+        app = cls(settings, controller, ovh, kube, events, (ovh_pool, kube_pool), collector, server)
         app._log_configuration(cluster_id)
-        await controller.start()
+        if settings.leader_election:
+            namespace = settings.leader_election_namespace
+            if not namespace:
+                raise StartupError("Leader election needs the operator's namespace: set POD_NAMESPACE (the "
+                                   "downward API) or OVH_S3_OPERATOR_LEADER_ELECTION_NAMESPACE")
+            app.elector = LeaderElector(kube, namespace, os.environ.get("POD_NAME") or socket.gethostname(),
+                                        duration=settings.leader_lease_duration, on_lead=controller.start,
+                                        on_lose=controller.stop)
+            app.elector.start()
+        else:
+            metrics.LEADER.set(1)
+            await controller.start()
         return app
 
     def _log_configuration(self, cluster_id: str) -> None:
@@ -88,7 +111,12 @@ class App:
                     self.settings.ovh_service_name or "(the only one)", cluster_id)
 
     async def close(self) -> None:
+        if self.elector is not None:
+            await self.elector.stop()
         await self.controller.stop()
+        metrics.unwatch(self.collector)
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
         await self.events.close()
         for executor in self.executors:
             executor.shutdown(wait=False, cancel_futures=True)

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     ovh_backoff_max: float = Field(30.0, gt=0)
     workers: int = Field(8, ge=1)
     """Threads for blocking calls, for each of the two APIs."""
-    max_concurrent_reconciles: int = Field(16, ge=1)
+    max_concurrent_reconciles: int = Field(32, ge=1)
     """Resources reconciled at the same time; the others wait their turn, namespace by namespace."""
 
     # --- reconciliation ------------------------------------------------------------------------
@@ -71,6 +71,17 @@ class Settings(BaseSettings):
     """Seconds between drift checks against OVH per resource (0 disables them)."""
     cluster_id: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{1,64}$")
     """Marks the OVH users of this cluster; default: the uid of the kube-system namespace."""
+
+    # --- operations -------------------------------------------------------------------------------
+    metrics_port: int = Field(9090, ge=0, le=65535)
+    """Port of the Prometheus metrics (/metrics); 0 serves none."""
+    leader_election: bool = False
+    """Take a Lease before acting, so that several replicas can run: one acts, the others stand by."""
+    leader_election_namespace: str | None = Field(None, validation_alias=AliasChoices(
+        "OVH_S3_OPERATOR_LEADER_ELECTION_NAMESPACE", "POD_NAMESPACE"))
+    """Namespace of the Lease (default: the pod's, from POD_NAMESPACE)."""
+    leader_lease_duration: float = Field(15.0, ge=1)
+    """Seconds without renewal after which a standby takes the Lease over."""
 
     # --- multi-tenancy ---------------------------------------------------------------------------
     default_access: Literal["deny", "allow"] = "deny"

@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import metrics
 from .config import Settings
 from .errors import Retry
 from .limiter import TENANT
@@ -99,6 +100,8 @@ class Controller:
         self._memory: dict[Key, Memory] = {}
         self._seen: dict[Key, _Signature] = {}
         self._ready_keys: set[Key] = set()
+        self.last_outcomes: dict[Key, tuple[bool, str]] = {}
+        """The Ready status and reason each resource's last reconcile reported (for metrics)."""
         self._secret_wakes: dict[Key, _SecretWakes] = {}
         # The queue: keys due later (a heap, stale entries skipped), keys ready to run (by namespace,
         # served round-robin), keys being reconciled, and keys to run again after that.
@@ -191,6 +194,7 @@ class Controller:
         self._memory.pop(key, None)
         self._seen.pop(key, None)
         self._ready_keys.discard(key)
+        self.last_outcomes.pop(key, None)
         self._secret_wakes.pop(key, None)
         self._due.pop(key, None)
         self._checks.discard(key)
@@ -341,9 +345,12 @@ class Controller:
     # --- outcomes → scheduling ----------------------------------------------------------------
 
     def _schedule(self, key: Key, outcome: Outcome) -> None:
+        result = "ready" if outcome.ready else "waiting" if outcome.after is not None else "failed"
+        metrics.RECONCILES.labels(result, outcome.reason if not outcome.released else "Released").inc()
         if outcome.released:
             self.forget(key)
             return
+        self.last_outcomes[key] = (outcome.ready, outcome.reason)
         if key not in self._seen:  # deleted while being reconciled
             self._memory.pop(key, None)
             return
@@ -366,9 +373,11 @@ class Controller:
         stretched when the checks of all Ready resources would exceed their share of the OVH rate."""
         configured = self.settings.drift_interval
         if not configured:
+            metrics.DRIFT_INTERVAL.set(0)
             return math.inf
         needed = len(self._ready_keys) * self._check_spacing()
         interval = max(configured, needed)
+        metrics.DRIFT_INTERVAL.set(interval)
         if interval > configured and abs(interval - self._reported_interval) > 0.1 * self._reported_interval:
             logger.warning(
                 "Drift checks of %d resources need %.0fs within %d%% of the OVH rate budget: each resource is "

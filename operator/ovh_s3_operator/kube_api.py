@@ -56,6 +56,7 @@ class KubeClient:
         self.api_client = api_client
         self._core = kubernetes.client.CoreV1Api(api_client)
         self._custom = kubernetes.client.CustomObjectsApi(api_client)
+        self._coordination = kubernetes.client.CoordinationV1Api(api_client)
         self._executor = executor
 
     async def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -178,6 +179,24 @@ class KubeClient:
     async def list_namespaces(self) -> list[dict[str, Any]]:
         listing = await self.call("list the namespaces", self._core.list_namespace)
         return [self._plain(namespace) for namespace in listing.items]
+
+    # --- the leader's Lease ------------------------------------------------------------------------
+
+    async def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            lease = await self.call(f"read Lease {namespace}/{name}", self._coordination.read_namespaced_lease,
+                                    name, namespace)
+        except KubeNotFound:
+            return None
+        return self._plain(lease)
+
+    async def create_lease(self, namespace: str, body: dict[str, Any]) -> None:
+        await self.call(f"create Lease {namespace}/{body['metadata']['name']}",
+                        self._coordination.create_namespaced_lease, namespace, body)
+
+    async def replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        await self.call(f"update Lease {namespace}/{name}", self._coordination.replace_namespaced_lease,
+                        name, namespace, body)
 
     # --- namespaces ------------------------------------------------------------------------------
 

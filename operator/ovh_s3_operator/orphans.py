@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 
+from . import metrics
 from .errors import OperatorError
 from .model import API_VERSION, KIND, parse_time, read_marker
 from .ovh_api import GONE_STATUSES
@@ -48,4 +49,5 @@ async def sweep(ctx: Context) -> list[int]:
             ctx.events.post({"apiVersion": API_VERSION, "kind": KIND, "namespace": marked.namespace,
                              "name": marked.name, "uid": marked.marker.uid}, "OrphanDeleted", message, warning=True)
             deleted.append(user.id)
+            metrics.ORPHANS.inc()
     return deleted

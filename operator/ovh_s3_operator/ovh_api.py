@@ -36,6 +36,7 @@ import requests
 import urllib3
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from . import metrics
 from .config import Settings
 from .errors import (
     OVHClockRejected,
@@ -265,6 +266,7 @@ class OVHClient:
         self._service_name: str | None = settings.ovh_service_name
         self._service_lock = asyncio.Lock()
         self._roles: tuple[float, dict[str, str]] | None = None  # (when read, name -> role id)
+        self._roles_lock = asyncio.Lock()
         self._users: tuple[float, list[OVHUser]] | None = None  # (when listed, users)
         self._users_lock = asyncio.Lock()
 
@@ -274,19 +276,29 @@ class OVHClient:
 
     # --- transport -----------------------------------------------------------------------------
 
-    async def _send(self, fn: Callable[[], Any], before_send: BeforeSend | None) -> Any:
+    async def _send(self, fn: Callable[[], Any], before_send: BeforeSend | None, what: str) -> Any:
+        waited = time.monotonic()
         await self.limiter.acquire()
+        metrics.LIMITER_WAIT.observe(time.monotonic() - waited)
         if before_send is not None:
             await before_send()
+        route, started = metrics.route(*what.split(" ", 1)), time.monotonic()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+            answer = await asyncio.get_running_loop().run_in_executor(self._executor, fn)
         except ovh_errors.APIError as exc:
-            if _status_code(exc) == 429:
+            status = _status_code(exc)
+            metrics.OVH_REQUESTS.labels(route, str(status or 0)).inc()
+            if status == 429:
                 self.limiter.throttled()
+                metrics.THROTTLED.inc()
             hinted = retry_after(exc)
             if hinted:
                 self.limiter.pause(hinted)
             raise
+        finally:
+            metrics.OVH_LATENCY.labels(route).observe(time.monotonic() - started)
+        metrics.OVH_REQUESTS.labels(route, "200").inc()
+        return answer
 
     async def _retrying(self, what: str, fn: Callable[[], Any], *, idempotent: bool,
                         before_send: BeforeSend | None = None) -> Any:
@@ -307,7 +319,7 @@ class OVHClient:
             reraise=True,
         )
         try:
-            return await retrying(self._send, fn, before_send)
+            return await retrying(self._send, fn, before_send, what)
         except ovh_errors.ResourceNotFoundError:
             raise OVHNotFound(f"OVH answered 404 to {what}; checking again") from None
         except ovh_errors.APIError as exc:
@@ -424,13 +436,15 @@ class OVHClient:
             ) from None
 
     async def _role_ids(self) -> dict[str, str]:
-        """Role name → role id, as the project offers them (read at most once per ROLES_TTL)."""
-        if self._roles is None or time.monotonic() - self._roles[0] > ROLES_TTL:
-            raw = await self._project_call("/role")
-            roles = raw.get("roles", []) if isinstance(raw, dict) else raw
-            self._roles = (time.monotonic(), {str(r["name"]): str(r.get("id", r["name"])) for r in roles
-                                              if isinstance(r, dict) and "name" in r})
-        return self._roles[1]
+        """Role name → role id, as the project offers them (read at most once per ROLES_TTL, by one caller
+        while the others wait for its answer)."""
+        async with self._roles_lock:
+            if self._roles is None or time.monotonic() - self._roles[0] > ROLES_TTL:
+                raw = await self._project_call("/role")
+                roles = raw.get("roles", []) if isinstance(raw, dict) else raw
+                self._roles = (time.monotonic(), {str(r["name"]): str(r.get("id", r["name"])) for r in roles
+                                                  if isinstance(r, dict) and "name" in r})
+            return self._roles[1]
 
     async def list_roles(self) -> frozenset[str]:
         return frozenset(await self._role_ids())

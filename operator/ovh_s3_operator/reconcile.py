@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import access_policy, secret_writer
+from . import access_policy, metrics, secret_writer
 from .access_policy import AccessIndex
 from .activation import ActivationEstimate
 from .config import Settings
@@ -170,16 +170,27 @@ class StatusWriter:
         self._kube = kube
         self._resource = resource
         self.status = resource.status
+        self._later: dict[str, Any] = {}
+
+    @staticmethod
+    def _patch(fields: dict[str, Any]) -> dict[str, Any]:
+        return {STATUS_FIELDS[name]: format_time(value) if isinstance(value, datetime.datetime) else value
+                for name, value in fields.items()}
 
     async def record(self, **fields: Any) -> None:
-        """Patch these fields (python names of :class:`.model.Status`; None removes one)."""
+        """Patch these fields now (python names of :class:`.model.Status`; None removes one)."""
         if all(getattr(self.status, name) == value for name, value in fields.items()):
             return
-        patch = {STATUS_FIELDS[name]: format_time(value) if isinstance(value, datetime.datetime) else value
-                 for name, value in fields.items()}
-        await self._write(patch)
+        await self._write(self._patch(fields))
+
+    def record_later(self, **fields: Any) -> None:
+        """Patch these fields with the Ready condition (for fields whose loss in a crash costs nothing but
+        a few reads)."""
+        self._later.update({name: value for name, value in fields.items() if getattr(self.status, name) != value})
 
     async def _write(self, patch: dict[str, Any]) -> None:
+        patch = {**self._patch(self._later), **patch}
+        self._later = {}
         patched = await self._kube.patch_status(self._resource.namespace, self._resource.name, patch)
         self.status = Status.parse(patched.get("status"))
 
@@ -191,6 +202,8 @@ class StatusWriter:
         if previous is not None and (previous.status, previous.reason, previous.message,
                                      previous.observed_generation) == (state, outcome.reason, outcome.message,
                                                                        generation):
+            if self._later:
+                await self._write({})
             return False
         since = previous.last_transition_time if previous is not None and previous.status == state else None
         condition = Condition(READY, state, outcome.reason, outcome.message, since or format_time(now), generation)
@@ -323,7 +336,8 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
     if memory.fresh_user != user.id and set(user.roles) != set(verdict.roles):
         await ctx.ovh.set_roles(user.id, verdict.roles)
         journal.note("RolesChanged", f"Changed the roles of OVH user {user.id} to {', '.join(verdict.roles)}")
-    await _ensure_policy(ctx, user, compile_policy(verdict.grants, verdict.policy), journal, memory)
+    await _ensure_policy(ctx, user, compile_policy(verdict.grants, verdict.policy), journal, memory,
+                         repair=resource.is_ready)
     access, secret, extra_keys = await _ensure_key(ctx, user, status.status, observed, journal, memory)
 
     if secret is not None or observed is None or not observed.up_to_date(access, region):
@@ -334,10 +348,11 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
     if (previous_secret and previous_secret != secret_name
             and await secret_writer.delete_if_owned(ctx.kube, resource, previous_secret)):
         journal.note("SecretMoved", f"Deleted Secret {previous_secret}: the credentials moved to Secret {secret_name}")
-    await status.record(access_key_id=access, secret_name=secret_name)
+    status.record_later(access_key_id=access, secret_name=secret_name)
 
     for key in extra_keys:
         await ctx.ovh.delete_s3_credentials(user.id, key)
+        metrics.DRIFT_REPAIRS.labels("stray-key").inc()
         journal.note("KeyDeleted", f"Deleted S3 access key {key} of OVH user {user.id}: the Secret holds another key")
     if memory.fresh_user != user.id:
         await _delete_duplicates(ctx, resource, user, journal)
@@ -358,6 +373,7 @@ async def _restore_secret(ctx: Context, resource: Resource, journal: Journal, me
     secret = None if intact else await ctx.ovh.get_s3_secret(user_id, access)
     memory.secret = await secret_writer.write(ctx.kube, resource, secret_name, observed, access=access, secret=secret,
                                               region=region)
+    metrics.DRIFT_REPAIRS.labels("secret").inc()
     journal.note("SecretWritten", f"Restored the S3 credentials of OVH user {user_id} in Secret {secret_name}")
 
 
@@ -401,6 +417,7 @@ async def _ensure_user(ctx: Context, resource: Resource, status: StatusWriter, s
             return Outcome.waiting("UserNotReady", f"OVH does not show the new user {recorded.user_id} yet",
                                    settings.user_poll_interval)
         elif found is None or found.status in GONE_STATUSES:
+            metrics.DRIFT_REPAIRS.labels("user").inc()
             message = f"OVH user {recorded.user_id} was deleted outside the operator; creating a new user and key"
             await status.set_ready(Outcome(False, "UserMissing", message), ctx.now())
             journal.warn("UserMissing", message)
@@ -424,7 +441,7 @@ async def _ensure_user(ctx: Context, resource: Resource, status: StatusWriter, s
     if user is None:
         user = await _create_user(ctx, resource, status, spec, journal, memory)
     elif recorded.user_requested_at is not None:
-        await status.record(user_requested_at=None)  # OVH shows the user: a later 404 means it is gone
+        status.record_later(user_requested_at=None)  # OVH shows the user: a later 404 means it is gone
 
     if user.status != "ok":
         return _not_active(ctx, user)
@@ -476,7 +493,8 @@ async def _create_user(ctx: Context, resource: Resource, status: StatusWriter, s
 
 
 async def _ensure_policy(ctx: Context, user: OVHUser, desired: dict[str, Any], journal: Journal,
-                         memory: Memory) -> None:
+                         memory: Memory, *, repair: bool) -> None:
+    """Apply the policy if OVH's differs (``repair``: the spec did not change, someone changed OVH's)."""
     fresh = memory.fresh_user == user.id  # a user just created has no policy: nothing to read
     current = memory.fresh_policy if fresh else canonical(await ctx.ovh.get_policy(user.id))
     wanted = canonical(desired)
@@ -485,6 +503,8 @@ async def _ensure_policy(ctx: Context, user: OVHUser, desired: dict[str, Any], j
     await ctx.ovh.apply_policy(user.id, desired)
     if memory.fresh_user == user.id:
         memory.fresh_policy = wanted
+    elif repair:
+        metrics.DRIFT_REPAIRS.labels("policy").inc()
     journal.note("PolicyApplied",
                  f"Applied the S3 policy ({len(desired['Statement'])} statements) to OVH user {user.id}")
 
@@ -495,6 +515,7 @@ async def _ensure_key(ctx: Context, user: OVHUser, recorded: Status, observed: O
     fresh = memory.fresh_user == user.id
     keys = list(memory.fresh_keys) if fresh else await ctx.ovh.list_s3_credentials(user.id)
     if not fresh and recorded.access_key_id and recorded.access_key_id not in keys:
+        metrics.DRIFT_REPAIRS.labels("key").inc()
         journal.warn("KeyMissing",
                      f"S3 access key {recorded.access_key_id} of OVH user {user.id} was deleted outside the operator")
     in_secret = observed.access if observed else None
@@ -527,6 +548,7 @@ async def _delete_others(ovh: OVH, own: list[OVHUser], keep: OVHUser, journal: J
     the user."""
     for other in own:
         if other.id != keep.id and await ovh.delete_user(other.id):
+            metrics.DRIFT_REPAIRS.labels("duplicate").inc()
             journal.note("UserDeleted", f"Deleted duplicate OVH user {other.id} (same marker as {keep.id})")
 
 

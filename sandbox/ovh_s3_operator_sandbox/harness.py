@@ -47,6 +47,7 @@ FAST_SETTINGS: dict[str, Any] = {
     "ovh_requests_per_second": 1000.0,
     "ovh_burst": 1000,
     "drift_interval": 0.0,
+    "metrics_port": 0,
 }
 
 

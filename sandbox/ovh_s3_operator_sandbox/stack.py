@@ -78,6 +78,7 @@ class SandboxStack:
         env = {key: value for key, value in os.environ.items()
                if key.startswith("OVH_S3_OPERATOR_") or not key.startswith(("OVH_", "KUBERNETES_SERVICE_"))}
         env.setdefault("OVH_S3_OPERATOR_OVH_REQUESTS_PER_SECOND", "20")
+        env.setdefault("OVH_S3_OPERATOR_METRICS_PORT", "0")  # several operators may run side by side
         env.update(self.ovh.env())
         env["KUBECONFIG"] = str(self.kubeconfig)
         env.update(overrides or {})

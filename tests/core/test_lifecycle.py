@@ -47,6 +47,9 @@ async def test_create_makes_user_policy_key_and_secret(op: Operator) -> None:
     assert "userRequestedAt" not in status
     assert obj["metadata"]["finalizers"] == [FINALIZER]
     await op.wait_events("UserCreated", "PolicyApplied", "KeyCreated", "SecretWritten", "Ready")
+    for event in await op.events():  # posted on events.k8s.io/v1, as ovh-s3-operator
+        assert (event["reportingComponent"], event["source"]["component"]) == ("ovh-s3-operator", "ovh-s3-operator")
+        assert event["involvedObject"]["uid"] == uid
 
 
 async def test_a_new_resource_costs_four_ovh_calls_once_activation_is_learned(op: Operator) -> None:

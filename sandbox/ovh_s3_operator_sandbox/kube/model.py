@@ -243,6 +243,7 @@ CONFIGMAPS = ResourceType(
 )
 EVENTS = ResourceType("", "v1", "events", "Event", "event", True, short_names=("ev",))
 EVENTS_V1 = ResourceType("events.k8s.io", "v1", "events", "Event", "event", True, short_names=("ev",))
+LEASES = ResourceType("coordination.k8s.io", "v1", "leases", "Lease", "lease", True)
 SERVICEACCOUNTS = ResourceType(
     "", "v1", "serviceaccounts", "ServiceAccount", "serviceaccount", True, short_names=("sa",)
 )
@@ -258,7 +259,7 @@ CRDS = ResourceType(
     subresources=frozenset({"status"}),
     columns=(PrinterColumn.path("Created At", "date", ".metadata.creationTimestamp"),),
 )
-BUILTINS = (NAMESPACES, SECRETS, CONFIGMAPS, EVENTS, EVENTS_V1, SERVICEACCOUNTS, CRDS)
+BUILTINS = (NAMESPACES, SECRETS, CONFIGMAPS, EVENTS, EVENTS_V1, LEASES, SERVICEACCOUNTS, CRDS)
 VIEWS = {EVENTS_V1.key: EVENTS}
 """Resources served as another resource's objects in another shape (see :mod:`.events`)."""
 
