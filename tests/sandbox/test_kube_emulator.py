@@ -115,9 +115,11 @@ def wait_for(predicate: Callable[[], T | None], timeout: float = 15.0, what: str
 class Http:
     """Raw HTTP against the emulator (for content types and headers the clients do not expose)."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, emulator: KubeEmulator, token: str | None = None) -> None:
+        self.url = emulator.url
         self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token or emulator.admin_token}"
+        self.verify = emulator.ca_file or True  # per request: $REQUESTS_CA_BUNDLE would override the session's
 
     def request(
         self,
@@ -129,7 +131,8 @@ class Http:
     ) -> requests.Response:
         headers = {"Content-Type": content_type, **kwargs.pop("headers", {})}
         data = json.dumps(body) if body is not None else None
-        return self.session.request(method, self.url + path, data=data, headers=headers, timeout=10, **kwargs)
+        return self.session.request(method, self.url + path, data=data, headers=headers, timeout=10,
+                                    verify=self.verify, **kwargs)
 
     def json(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
         response = self.request(method, path, body, content_type)
@@ -140,8 +143,9 @@ class Http:
 class WatchStream:
     """A watch request read on a thread; events (or the end: None, or an exception) go to a queue."""
 
-    def __init__(self, url: str, **params: str) -> None:
-        self.response = requests.get(url, params={"watch": "true", **params}, stream=True, timeout=10)
+    def __init__(self, http: Http, path: str, **params: str) -> None:
+        self.response = http.session.get(http.url + path, params={"watch": "true", **params}, stream=True,
+                                         timeout=10, verify=http.verify)
         assert self.response.status_code == 200
         self._queue: queue.Queue[dict[str, Any] | Exception | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -181,7 +185,7 @@ class WatchStream:
 
 @pytest.fixture(scope="module")
 def http(emulator: KubeEmulator) -> Http:
-    return Http(emulator.url)
+    return Http(emulator)
 
 
 @pytest.fixture
@@ -300,7 +304,7 @@ def test_discovery_and_unknown_paths(http: Http) -> None:
         response = http.request("GET", path)
         assert response.status_code == 404, path
         assert response.json()["kind"] == "Status" and "traceback" not in response.text
-    assert http.request("DELETE", "/api/v1/namespaces/default/secrets").status_code == 405
+    assert http.request("PUT", "/api/v1/namespaces/default/secrets").status_code == 405
 
 
 def test_namespaces_list_get_status(http: Http, core: kubernetes.client.CoreV1Api, ns: str) -> None:
@@ -594,8 +598,8 @@ def test_watch_initial_live_and_selectors(http: Http, emulator: KubeEmulator, ns
     path = f"/api/v1/namespaces/{ns}/configmaps"
     http.json("POST", path, {"metadata": {"name": "a", "labels": {"w": "1"}}})
     http.json("POST", path, {"metadata": {"name": "b"}})
-    everything = WatchStream(emulator.url + path, timeoutSeconds="10")
-    selected = WatchStream(emulator.url + "/api/v1/configmaps", labelSelector="w=1", timeoutSeconds="10")
+    everything = WatchStream(http, path, timeoutSeconds="10")
+    selected = WatchStream(http, "/api/v1/configmaps", labelSelector="w=1", timeoutSeconds="10")
     try:
         assert [(e["type"], e["object"]["metadata"]["name"]) for e in everything.events(2)] == [
             ("ADDED", "a"),
@@ -622,7 +626,7 @@ def test_watch_resumes_from_resource_version(http: Http, emulator: KubeEmulator,
     rv = http.json("POST", path, {"metadata": {"name": "a"}})["metadata"]["resourceVersion"]
     http.json("PATCH", f"{path}/a", {"data": {"x": "1"}}, MERGE)
     http.json("POST", path, {"metadata": {"name": "b"}})
-    events = WatchStream(emulator.url + path, resourceVersion=rv, timeoutSeconds="1").rest()
+    events = WatchStream(http, path, resourceVersion=rv, timeoutSeconds="1").rest()
     replayed = [(e["type"], e["object"]["metadata"]["name"]) for e in events]
     assert replayed == [("MODIFIED", "a"), ("ADDED", "b")]
     assert all(int(e["object"]["metadata"]["resourceVersion"]) > int(rv) for e in events)
@@ -633,7 +637,7 @@ def test_watch_expired_resource_version(http: Http, emulator: KubeEmulator, ns: 
     rv = http.json("POST", path, {"metadata": {"name": "a"}})["metadata"]["resourceVersion"]
     for index in range(emulator.event_log_size + 1):
         http.json("PATCH", f"{path}/a", {"data": {"i": str(index)}}, MERGE)
-    events = WatchStream(emulator.url + path, resourceVersion=rv).rest()
+    events = WatchStream(http, path, resourceVersion=rv).rest()
     assert len(events) == 1 and events[0]["type"] == "ERROR"
     assert events[0]["object"]["code"] == 410 and events[0]["object"]["reason"] == "Expired"
 
@@ -641,7 +645,7 @@ def test_watch_expired_resource_version(http: Http, emulator: KubeEmulator, ns: 
 def test_watch_bookmarks_timeout_and_initial_events(http: Http, emulator: KubeEmulator, ns: str) -> None:
     path = f"/api/v1/namespaces/{ns}/configmaps"
     http.json("POST", path, {"metadata": {"name": "a"}})
-    events = WatchStream(emulator.url + path, allowWatchBookmarks="true", timeoutSeconds="1").rest()
+    events = WatchStream(http, path, allowWatchBookmarks="true", timeoutSeconds="1").rest()
     assert events[0]["type"] == "ADDED"
     bookmarks = [e for e in events if e["type"] == "BOOKMARK"]
     assert bookmarks, "no bookmark within the watch"
@@ -649,8 +653,8 @@ def test_watch_bookmarks_timeout_and_initial_events(http: Http, emulator: KubeEm
     assert int(bookmarks[-1]["object"]["metadata"]["resourceVersion"]) >= int(
         events[0]["object"]["metadata"]["resourceVersion"]
     )
-    assert not [e for e in WatchStream(emulator.url + path, timeoutSeconds="1").rest() if e["type"] == "BOOKMARK"]
-    initial = WatchStream(emulator.url + path, sendInitialEvents="true", resourceVersionMatch="NotOlderThan",
+    assert not [e for e in WatchStream(http, path, timeoutSeconds="1").rest() if e["type"] == "BOOKMARK"]
+    initial = WatchStream(http, path, sendInitialEvents="true", resourceVersionMatch="NotOlderThan",
                           timeoutSeconds="1").rest()  # fmt: skip
     assert [e["type"] for e in initial] == ["ADDED", "BOOKMARK"]
     assert initial[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
@@ -667,7 +671,7 @@ def test_kubernetes_client_watch(core: kubernetes.client.CoreV1Api, ns: str) -> 
 def test_drop_watches(emulator: KubeEmulator, http: Http, ns: str) -> None:
     path = f"/api/v1/namespaces/{ns}/configmaps"
     http.json("POST", path, {"metadata": {"name": "a"}})
-    stream = WatchStream(emulator.url + path)
+    stream = WatchStream(http, path)
     assert stream.events(1)[0]["type"] == "ADDED"
     emulator.drop_watches()
     ending = stream.next()

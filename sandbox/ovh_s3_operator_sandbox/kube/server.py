@@ -31,13 +31,18 @@ resource requests only.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
 import os
+import pathlib
+import secrets
+import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -47,12 +52,18 @@ import kmock
 import yaml
 from multidict import CIMultiDict
 
-from ovh_s3_operator_sandbox.kube import events, protobuf
+from ovh_s3_operator_sandbox.kube import auth, events, protobuf
+from ovh_s3_operator_sandbox.kube import tls as kube_tls
 from ovh_s3_operator_sandbox.kube.model import (
     BUILTINS,
+    CLUSTERROLES,
     CRDS,
     NAMESPACES,
-    VERBS,
+    REVIEWS,
+    SELF_SUBJECT_ACCESS_REVIEWS,
+    SELF_SUBJECT_REVIEWS,
+    SELF_SUBJECT_RULES_REVIEWS,
+    SERVICEACCOUNTS,
     VIEWS,
     ApiError,
     Obj,
@@ -62,7 +73,7 @@ from ovh_s3_operator_sandbox.kube.model import (
 from ovh_s3_operator_sandbox.kube.patch import patcher
 from ovh_s3_operator_sandbox.kube.protobuf import PROTOBUF
 from ovh_s3_operator_sandbox.kube.query import Selector
-from ovh_s3_operator_sandbox.kube.store import Store, Watcher
+from ovh_s3_operator_sandbox.kube.store import Change, Store, Watcher
 from ovh_s3_operator_sandbox.kube.table import table, wants_table
 
 logger = logging.getLogger(__name__)
@@ -159,6 +170,7 @@ class KubeResponse:
     status: int
     body: bytes
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()  # e.g. Warning
 
 
 def _json(body: Any, status: int = 200) -> KubeResponse:
@@ -184,7 +196,10 @@ def _event_line(event_type: str, obj: Mapping[str, Any]) -> bytes:
 
 
 def _verb(method: str, route: Route, watch: bool) -> str | None:
+    """The verb a request to a resource path serves (None: not served)."""
     match method, route.name is None:
+        case "DELETE", True:
+            return "deletecollection"
         case "GET", _ if watch:
             return "watch"
         case "GET", True:
@@ -207,6 +222,27 @@ def _parse_json(body: bytes) -> Any:
         return json.loads(body)
     except ValueError:
         raise ApiError(400, "the request body is not valid JSON") from None
+
+
+def _request_verb(method: str, named: bool, query: Mapping[str, str]) -> str:
+    """The verb a request is authorized for (``requestinfo.go``), whether or not it is served."""
+    watch = query.get("watch", "").lower() in ("true", "1")
+    match method:
+        case "GET" | "HEAD":
+            return "watch" if watch else ("get" if named else "list")
+        case "POST":
+            return "create"
+        case "PUT":
+            return "update"
+        case "PATCH":
+            return "patch"
+        case "DELETE":
+            return "delete" if named else "deletecollection"
+    return method.lower()
+
+
+def _with_rules(obj: Obj, rules: list[Obj]) -> Obj:
+    return {**obj, "rules": rules}
 
 
 def _check_preconditions(obj: Obj, preconditions: Any) -> None:
@@ -240,12 +276,20 @@ class KubeEmulator(kmock.KubernetesScaffold):
     event_log_size: int = 20000
     validate: bool = True
     request_log_size: int = 1000
+    # The bearer token of the cluster admin (user system:admin in group system:masters).
+    admin_token: str = attrs.field(factory=lambda: secrets.token_urlsafe(24))
+    # HTTPS with the emulator's own CA (kubectl sends credentials only over TLS); plain HTTP if False.
+    tls: bool = True
 
     # The last served requests, without bodies.
     requests: collections.deque[RequestRecord] = attrs.field(init=False)
     _store: Store = attrs.field(init=False)
     _faults: list[Fault] = attrs.field(init=False, factory=list)
     _server: kmock.Server | None = attrs.field(init=False, default=None)
+    _certificates: kube_tls.Certificates | None = attrs.field(init=False, default=None)
+    _ca_dir: tempfile.TemporaryDirectory[str] | None = attrs.field(init=False, default=None)
+    _tokens: dict[str, tuple[str, str, str]] = attrs.field(init=False, factory=dict)  # → namespace, name, uid
+    _rbac: auth.RBAC = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -257,8 +301,13 @@ class KubeEmulator(kmock.KubernetesScaffold):
         )
         for rt in BUILTINS:
             self._store.register(rt)
-        self.create_namespace("default")
-        self.create_namespace("kube-system")
+        self._rbac = auth.RBAC(self._store.find, self._store.values)
+        self._store.listeners.append(self._aggregate_cluster_roles)
+        for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            self.create_namespace(name)
+        roles, bindings = auth.bootstrap_policy()
+        for obj in [*roles, *bindings]:
+            self.apply(obj)
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -266,7 +315,14 @@ class KubeEmulator(kmock.KubernetesScaffold):
         if self._server is not None:
             raise RuntimeError("the Kubernetes API emulator is already running")
         await self.__aenter__()
-        self._server = kmock.Server(self, host=host, port=port)
+        if self.tls:
+            self._certificates = kube_tls.make_certificates(host)
+            server_class = kube_tls.tls_server_class(self._certificates.server_context())
+            self._ca_dir = tempfile.TemporaryDirectory(prefix="kube-sandbox-")
+            (pathlib.Path(self._ca_dir.name) / "ca.crt").write_bytes(self._certificates.ca_pem)
+            self._server = kmock.Server(self, host=host, port=port, server_cls=server_class)
+        else:
+            self._server = kmock.Server(self, host=host, port=port)
         await self._server.__aenter__()
         logger.info("Kubernetes API emulator listening on %s", self.url)
 
@@ -277,6 +333,9 @@ class KubeEmulator(kmock.KubernetesScaffold):
             await self._server.__aexit__(None, None, None)
             self._server = None
             await self.__aexit__(None, None, None)
+        if self._ca_dir is not None:
+            self._ca_dir.cleanup()
+            self._ca_dir = None
 
     @property
     def url(self) -> str:  # type: ignore[override]  # kmock's is a yarl.URL of any of its servers
@@ -284,12 +343,21 @@ class KubeEmulator(kmock.KubernetesScaffold):
             raise RuntimeError("the Kubernetes API emulator is not running")
         return str(self._server.url).rstrip("/")
 
-    def kubeconfig(self, namespace: str = "default") -> dict[str, Any]:
+    @property
+    def ca_file(self) -> str | None:
+        """A file holding the certificate authority of the running server (None without TLS)."""
+        return str(pathlib.Path(self._ca_dir.name) / "ca.crt") if self._ca_dir is not None else None
+
+    def kubeconfig(self, namespace: str = "default", token: str | None = None) -> dict[str, Any]:
+        """A kubeconfig for the admin, or for the holder of ``token`` (see :meth:`service_account_token`)."""
+        cluster: dict[str, Any] = {"server": self.url}
+        if self._certificates is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(self._certificates.ca_pem).decode()
         return {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "sandbox", "cluster": {"server": self.url}}],
-            "users": [{"name": "sandbox", "user": {"token": "sandbox"}}],
+            "clusters": [{"name": "sandbox", "cluster": cluster}],
+            "users": [{"name": "sandbox", "user": {"token": token or self.admin_token}}],
             "contexts": [
                 {"name": "sandbox", "context": {"cluster": "sandbox", "user": "sandbox", "namespace": namespace}}
             ],
@@ -297,9 +365,99 @@ class KubeEmulator(kmock.KubernetesScaffold):
             "preferences": {},
         }
 
-    def write_kubeconfig(self, path: str | os.PathLike[str], namespace: str = "default") -> None:
+    def write_kubeconfig(self, path: str | os.PathLike[str], namespace: str = "default",
+                         token: str | None = None) -> None:
         with open(path, "w", encoding="utf-8") as file:
-            yaml.safe_dump(self.kubeconfig(namespace), file, sort_keys=False)
+            yaml.safe_dump(self.kubeconfig(namespace, token), file, sort_keys=False)
+        os.chmod(path, 0o600)
+
+    # ------------------------------------------------------------------------- authentication
+
+    def service_account_token(self, namespace: str, name: str) -> str:
+        """A bearer token of a ServiceAccount (created, with its namespace, if absent). It stays valid
+        while that ServiceAccount exists."""
+        with self._store.lock:
+            self.create_namespace(namespace)
+            account = self._find(SERVICEACCOUNTS, namespace, name)
+            if account is None:
+                account = self._store.create(SERVICEACCOUNTS, namespace, {"metadata": {"name": name}})
+            uid = account["metadata"]["uid"]
+            for token, owner in self._tokens.items():
+                if owner == (namespace, name, uid):
+                    return token
+            token = secrets.token_urlsafe(24)
+            self._tokens[token] = (namespace, name, uid)
+            return token
+
+    def authenticate(self, headers: Mapping[str, str]) -> auth.User:
+        """The user a request's ``Authorization: Bearer`` header (and impersonation headers) names; 401 if none."""
+        scheme, _, token = headers.get("Authorization", "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "Unauthorized")
+        if secrets.compare_digest(token, self.admin_token):
+            return self._impersonate(auth.ADMIN, headers)
+        with self._store.lock:
+            owner = self._tokens.get(token)
+            account = self._find(SERVICEACCOUNTS, owner[0], owner[1]) if owner else None
+        if owner is None or account is None or account["metadata"]["uid"] != owner[2]:
+            raise ApiError(401, "Unauthorized")
+        return self._impersonate(auth.service_account_user(*owner), headers)
+
+    def _impersonate(self, user: auth.User, headers: Mapping[str, str]) -> auth.User:
+        """``Impersonate-User``/``Impersonate-Group`` (``filters/impersonation.go``), each checked with the
+        verb ``impersonate``."""
+        target = headers.get("Impersonate-User")
+        getall = getattr(headers, "getall", None)
+        groups = list(getall("Impersonate-Group", ())) if getall else []
+        if not target:
+            if groups:
+                raise ApiError(500, "requested impersonation of groups without impersonating a user")
+            return user
+        checks = []
+        account = auth.split_service_account(target)
+        if account is not None:
+            checks.append(auth.resource_attributes(user, "impersonate", "", "", "serviceaccounts", account[0],
+                                                   account[1], None))
+            if not groups:
+                groups = list(auth.service_account_user(*account).groups)
+        else:
+            checks.append(auth.resource_attributes(user, "impersonate", "", "", "users", None, target, None))
+        checks += [auth.resource_attributes(user, "impersonate", "", "", "groups", None, group, None)
+                   for group in groups]
+        with self._store.lock:
+            for attributes in checks:
+                decision = self._rbac.authorize(attributes)
+                if not decision.allowed:
+                    raise attributes.forbidden(decision.reason)
+        if auth.AUTHENTICATED not in groups:
+            groups.append(auth.AUTHENTICATED)
+        return auth.User(target, tuple(groups))
+
+    def authorize(self, attributes: auth.Attributes) -> auth.Decision:
+        with self._store.lock:
+            return self._rbac.authorize(attributes)
+
+    def _authorize(self, attributes: auth.Attributes) -> None:
+        decision = self.authorize(attributes)
+        if not decision.allowed:
+            raise attributes.forbidden(decision.reason)
+
+    def _authorize_route(self, user: auth.User, method: str, route: Route, query: Mapping[str, str]) -> None:
+        verb = _request_verb(method, route.name is not None, query)
+        self._authorize(auth.resource_attributes(user, verb, route.group, route.version, route.plural,
+                                                 route.namespace, route.name, route.subresource,
+                                                 query.get("fieldSelector")))
+
+    def _aggregate_cluster_roles(self, rt: ResourceType, change: Change) -> None:
+        """The clusterrole-aggregation controller: aggregated ClusterRoles get the selected roles' rules."""
+        if rt.key != CLUSTERROLES.key:
+            return
+        for role in self._store.values(CLUSTERROLES):
+            rules = self._rbac.aggregated_rules(role)
+            if rules is not None and rules != (role.get("rules") or []):
+                self._store.update(CLUSTERROLES, None, role["metadata"]["name"],
+                                   functools.partial(_with_rules, rules=rules))
 
     # ------------------------------------------------------------ state (thread-safe helpers)
 
@@ -318,6 +476,25 @@ class KubeEmulator(kmock.KubernetesScaffold):
         with self._store.lock:
             if self._find(NAMESPACES, None, name) is None:
                 self._store.create(NAMESPACES, None, {"metadata": {"name": name}})
+
+    def apply(self, body: Mapping[str, Any]) -> Obj:
+        """Create an object of any served kind (from its apiVersion and kind), or replace it if it exists."""
+        api_version, kind = str(body.get("apiVersion", "")), str(body.get("kind", ""))
+        group, _, version = api_version.rpartition("/")
+        with self._store.lock:
+            rt = next((t for t in self._store.types() if (t.group, t.version, t.kind) == (group, version, kind)
+                       and t.key not in VIEWS), None)
+            if rt is None:
+                raise KeyError(f"the kind {kind} of {api_version} is not served")
+            obj = clone(dict(body))
+            meta = obj.setdefault("metadata", {})
+            namespace = meta.get("namespace") if rt.namespaced else None
+            if rt.namespaced and not namespace:
+                meta["namespace"] = namespace = "default"
+            if self._find(rt, namespace, meta["name"]) is None:
+                return clone(self._store.create(rt, namespace, obj))
+            meta.pop("resourceVersion", None)
+            return clone(self._store.update(rt, namespace, meta["name"], lambda _: obj))
 
     def create_object(self, api_version: str, plural: str, body: Mapping[str, Any]) -> Obj:
         """Store a new object (as a POST would); ApiError if the API server would refuse it."""
@@ -397,7 +574,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
                     namespaced=rt.namespaced,
                     kind=rt.kind,
                     singular=rt.singular,
-                    verbs=set(VERBS),
+                    verbs=set(rt.verbs),
                     shortnames=set(rt.short_names),
                     categories=set(rt.categories),
                     subresources=set(rt.subresources),
@@ -412,16 +589,19 @@ class KubeEmulator(kmock.KubernetesScaffold):
         method = raw.method.upper()
         streams = method == "GET" and raw.query.get("watch", "").lower() in ("true", "1")
         try:
+            user = self.authenticate(raw.headers)
             route = parse_route(raw.path)
+            if route is None:
+                self._authorize(auth.non_resource_attributes(user, method, raw.path))
             if route is not None and streams:
+                self._authorize_route(user, method, route, raw.query)
                 self._check_route(method, route, "watch")
                 response: aiohttp.web.StreamResponse = await self._serve_watch(raw, route)
-            elif route is not None:
+            elif route is not None or raw.path.startswith("/openapi/"):
                 body = await raw.read() if method in _WRITE_METHODS else b""
                 answer = self.handle(KubeRequest(method, raw.path, raw.query, raw.headers, body))
-                return aiohttp.web.Response(body=answer.body, status=answer.status, content_type=answer.content_type)
-            elif raw.path.startswith("/openapi/"):
-                raise ApiError(404, _NOT_FOUND)
+                return aiohttp.web.Response(body=answer.body, status=answer.status, content_type=answer.content_type,
+                                            headers=CIMultiDict(answer.headers))
             else:
                 streams = False
                 response = await super().__call__(raw)
@@ -442,10 +622,13 @@ class KubeEmulator(kmock.KubernetesScaffold):
         """Answer one request to a resource path (not a watch), synchronously: the HTTP server and the
         in-process client (:mod:`.inprocess`) both come here."""
         try:
+            user = self.authenticate(request.headers)
             route = parse_route(request.path)
             if route is None:
+                self._authorize(auth.non_resource_attributes(user, request.method, request.path))
                 raise ApiError(404, _NOT_FOUND)
-            answer = self._serve(request, route)
+            self._authorize_route(user, request.method, route, request.query)
+            answer = self._serve(request, route, user)
         except ApiError as exc:
             answer = _json(exc.status(), exc.code)
         except Exception:
@@ -534,7 +717,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
 
     def _check_route(self, method: str, route: Route, verb: str | None) -> ResourceType:
         rt = self._store.resolve(route.group, route.version, route.plural)
-        if verb is None:
+        if verb is None or verb not in rt.verbs:
             raise ApiError(405, f"the server does not allow this method on the requested resource ({method})")
         if route.namespace is not None and not rt.namespaced:
             raise ApiError(404, _NOT_FOUND)
@@ -544,14 +727,54 @@ class KubeEmulator(kmock.KubernetesScaffold):
             raise ApiError(404, _NOT_FOUND)
         return rt
 
-    def _serve(self, request: KubeRequest, route: Route) -> KubeResponse:
+    def _serve(self, request: KubeRequest, route: Route, user: auth.User) -> KubeResponse:
         method = request.method
         verb = _verb(method, route, False)
         rt = self._check_route(method, route, verb)
         assert verb is not None
+        if rt in REVIEWS:
+            return self._serve_review(request, rt, user)
         if rt.key in VIEWS:
             return self._serve_view(request, route, verb, rt)
         return self._serve_resource(request, route, verb, rt)
+
+    def _serve_review(self, request: KubeRequest, rt: ResourceType, user: auth.User) -> KubeResponse:
+        """authorization.k8s.io/v1 access and rules reviews, authentication.k8s.io/v1 SelfSubjectReview:
+        answered from RBAC, never stored (``pkg/registry/authorization``, ``pkg/registry/authentication``)."""
+        body = self._body_object(request)
+        spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+        assert isinstance(spec, dict)
+        answer: Obj = {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": {"creationTimestamp": None}}
+        if rt is SELF_SUBJECT_REVIEWS:
+            return _json({**answer, "status": {"userInfo": user.info()}}, 201)
+        if rt is SELF_SUBJECT_RULES_REVIEWS:
+            with self._store.lock:
+                resource_rules, url_rules, incomplete = self._rbac.rules(user, str(spec.get("namespace") or ""))
+            rules = {"resourceRules": resource_rules, "nonResourceRules": url_rules, "incomplete": incomplete}
+            return _json({**answer, "spec": spec, "status": rules}, 201)
+        if rt is not SELF_SUBJECT_ACCESS_REVIEWS:  # SubjectAccessReview: for the user the spec names
+            user = auth.User(str(spec.get("user") or ""), tuple(spec.get("groups") or ()), str(spec.get("uid") or ""))
+        resource, path = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
+        if (resource is None) == (path is None):
+            raise ApiError(422, f"{rt.kind}.{rt.group} \"\" is invalid: spec.resourceAttributes: Invalid value: "
+                                "\"null\": exactly one of nonResourceAttributes or resourceAttributes must be "
+                                "specified")
+        if isinstance(resource, dict):
+            attributes = auth.Attributes(user, str(resource.get("verb") or ""), True,
+                                         group=str(resource.get("group") or ""),
+                                         version=str(resource.get("version") or ""),
+                                         resource=str(resource.get("resource") or ""),
+                                         subresource=str(resource.get("subresource") or ""),
+                                         namespace=str(resource.get("namespace") or ""),
+                                         name=str(resource.get("name") or ""))
+        else:
+            assert isinstance(path, dict)
+            attributes = auth.Attributes(user, str(path.get("verb") or ""), False, path=str(path.get("path") or ""))
+        decision = self.authorize(attributes)
+        status: Obj = {"allowed": decision.allowed}
+        if decision.reason:
+            status["reason"] = decision.reason
+        return _json({**answer, "spec": spec, "status": status}, 201)
 
     def _serve_view(self, request: KubeRequest, route: Route, verb: str, rt: ResourceType) -> KubeResponse:
         """events.k8s.io/v1: the core/v1 events, converted on the way in and out."""
@@ -585,12 +808,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
         include = query.get("includeObject", "Metadata")
 
         if verb == "list":
-            fields = query.get("fieldSelector")
-            try:
-                selector = Selector.parse(route.namespace, query.get("labelSelector"), fields)
-            except ValueError as exc:
-                raise ApiError(400, f"invalid selector: {exc}") from None
-            items, rv = self._store.select(rt, selector)
+            items, rv = self._store.select(rt, self._selector(route.namespace, query))
             if as_table:
                 return _json(table(rt, items, rv, include=include))
             if metadata_only:
@@ -601,6 +819,19 @@ class KubeEmulator(kmock.KubernetesScaffold):
 
         if verb == "create":
             return _json(self._store.create(rt, route.namespace, self._body_object(request)), 201)
+
+        if verb == "deletecollection":
+            options = _parse_json(request.body) if request.body.strip() else {}
+            options = options if isinstance(options, dict) else {}
+            policy = options.get("propagationPolicy") or query.get("propagationPolicy")
+            selector = self._selector(route.namespace, query)
+            with self._store.lock:
+                items, _ = self._store.select(rt, selector)
+                deleted = [self._store.delete(rt, route.namespace or item["metadata"].get("namespace"),
+                                              item["metadata"]["name"], propagate=policy != "Orphan")
+                           for item in items]
+            return _json({"apiVersion": rt.api_version, "kind": f"{rt.kind}List",
+                          "metadata": {"resourceVersion": str(self._store.resource_version)}, "items": deleted})
 
         assert route.name is not None  # every other verb names an object
         name, namespace = route.name, route.namespace
@@ -628,6 +859,13 @@ class KubeEmulator(kmock.KubernetesScaffold):
         if metadata_only:
             return _json(_partial(obj))
         return _json(obj)
+
+    @staticmethod
+    def _selector(namespace: str | None, query: Mapping[str, str]) -> Selector:
+        try:
+            return Selector.parse(namespace, query.get("labelSelector"), query.get("fieldSelector"))
+        except ValueError as exc:
+            raise ApiError(400, f"invalid selector: {exc}") from None
 
     @staticmethod
     def _body_object(request: KubeRequest) -> Obj:

@@ -24,9 +24,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ovh_s3_operator_sandbox.kube import auth
 from ovh_s3_operator_sandbox.kube.model import (
+    CLUSTERROLEBINDINGS,
+    CLUSTERROLES,
     CRDS,
     NAMESPACES,
+    ROLEBINDINGS,
+    ROLES,
     SECRETS,
     ApiError,
     FieldError,
@@ -67,6 +72,7 @@ _IMMUTABLE_FIELDS = (
     "generation",
 )
 ANNOTATIONS_LIMIT = 256 * 1024
+_RBAC_KEYS = (ROLES.key, CLUSTERROLES.key, ROLEBINDINGS.key, CLUSTERROLEBINDINGS.key)
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # as the API server's generateName suffixes
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -187,6 +193,14 @@ def _normalize_crd(obj: Obj) -> list[ResourceType]:
 
 
 def _check_name(rt: ResourceType, name: str) -> None:
+    if rt.key in _RBAC_KEYS:
+        # pkg/apis/rbac/validation: ValidateRBACName is path.IsValidPathSegmentName
+        problems = [f"may not be '{name}'"] if name in (".", "..") else [
+            f"may not contain '{char}'" for char in "/%" if char in name]
+        if problems:
+            detail = f'Invalid value: "{name}": {", ".join(problems)}'
+            raise invalid(rt, name, [FieldError("metadata.name", "FieldValueInvalid", detail)])
+        return
     pattern, limit = (_DNS_LABEL, 63) if rt.key == NAMESPACES.key else (_DNS_SUBDOMAIN, 253)
     if len(name) > limit or not pattern.fullmatch(name):
         detail = (
@@ -219,6 +233,8 @@ class Store:
         self._log: collections.deque[Change] = collections.deque(maxlen=event_log_size)
         self._log_floor = 0  # the highest resource version no longer in the log
         self._watchers: dict[ResourceKey, set[Watcher]] = {}
+        # Called after every committed write, under the lock (controllers of the emulator).
+        self.listeners: list[Callable[[ResourceType, Change], None]] = []
 
     # ------------------------------------------------------------------------------------ types
 
@@ -264,6 +280,18 @@ class Store:
             if obj is None:
                 raise not_found(rt, name)
             return obj
+
+    def find(self, rt: ResourceType, namespace: str | None, name: str) -> Obj | None:
+        with self.lock:
+            return self._objects[rt.key].get((namespace or "", name))
+
+    def values(self, rt: ResourceType, namespace: str | None = None) -> list[Obj]:
+        """The objects of a resource (of one namespace, if given), unsorted."""
+        with self.lock:
+            objects = self._objects[rt.key].values()
+            if namespace is None:
+                return list(objects)
+            return [obj for obj in objects if obj["metadata"].get("namespace") == namespace]
 
     def select(self, rt: ResourceType, selector: Selector) -> tuple[list[Obj], int]:
         """Matching objects sorted by namespace and name, and the current resource version."""
@@ -341,7 +369,7 @@ class Store:
             meta.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=rfc3339(utcnow()), generation=1)
             if rt.has_status:
                 obj.pop("status", None)
-            self._prepare(rt, obj)
+            self._prepare(rt, obj, None)
             self._commit(rt, "ADDED", obj, None)
             return obj
 
@@ -395,7 +423,7 @@ class Store:
                         f"found new finalizers {sorted(added)}"
                     )
                     raise invalid(rt, name, [FieldError("metadata.finalizers", "FieldValueForbidden", detail)])
-            self._prepare(rt, new)
+            self._prepare(rt, new, current)
             if new == current:
                 return current
             if _spec_part(rt, new) != _spec_part(rt, current):
@@ -439,7 +467,7 @@ class Store:
         meta["namespace"] = namespace
         return namespace
 
-    def _prepare(self, rt: ResourceType, obj: Obj) -> None:
+    def _prepare(self, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
         """Built-in normalization, then schema pruning, defaulting and validation."""
         annotations = _meta(obj).get("annotations") or {}
         size = sum(len(str(key)) + len(str(value)) for key, value in annotations.items())
@@ -453,6 +481,11 @@ class Store:
             _normalize_namespace(obj)
         elif rt.key == CRDS.key:
             _normalize_crd(obj)
+        elif rt.key in _RBAC_KEYS:
+            auth.default_rbac(rt, obj)
+            rbac_errors = auth.validate_rbac(rt, obj, old)
+            if rbac_errors:
+                raise invalid(rt, _meta(obj)["name"], rbac_errors)
         schema = self._schemas.get(rt.key)
         if schema is not None and self._validate:
             schema.prune(obj)
@@ -489,6 +522,8 @@ class Store:
             watcher.offer(change)
         if rt.key == CRDS.key:
             self._sync_crd_types(meta["name"], obj if type_ != "DELETED" else None)
+        for listener in self.listeners:
+            listener(rt, change)
 
     def _mark_deleted(self, rt: ResourceType, obj: Obj) -> Obj:
         """Start a graceful deletion: deletionTimestamp, and a new generation as the API server does."""
