@@ -300,7 +300,7 @@ def test_discovery_and_unknown_paths(http: Http) -> None:
     assert GROUP in {g["name"] for g in http.json("GET", "/apis")["groups"]}
     assert http.json("GET", "/version")["gitVersion"].startswith("v1.")
     unknown = ("/apis/nope.example.com/v1/things", "/apis/nope.example.com/v1", "/apis/nope.example.com")
-    for path in (*unknown, "/api/v1/namespaces/default/pods", "/openapi/v2", "/openapi/v3", "/nope"):
+    for path in (*unknown, "/api/v1/namespaces/default/pods", "/openapi/v3/apis/nope.example.com/v1", "/nope"):
         response = http.request("GET", path)
         assert response.status_code == 404, path
         assert response.json()["kind"] == "Status" and "traceback" not in response.text
@@ -401,10 +401,10 @@ def test_merge_and_strategic_patches(http: Http, ns: str) -> None:
     patched = http.json("PATCH", f"{path}/c", {"metadata": {"labels": {"a": None, "c": "3"}}}, MERGE)
     assert patched["metadata"]["labels"] == {"b": "2", "c": "3"}
     assert int(patched["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
-    assert patched["metadata"]["generation"] == 1  # metadata only
+    assert "generation" not in patched["metadata"]  # ConfigMaps have none
     strategic = {"data": {"k": "w", "$patch": "merge"}, "$setElementOrder/finalizers": []}
     patched = http.json("PATCH", f"{path}/c", strategic, STRATEGIC)
-    assert patched["data"] == {"k": "w"} and patched["metadata"]["generation"] == 2
+    assert patched["data"] == {"k": "w"}
     noop = http.json("PATCH", f"{path}/c", {"data": {"k": "w"}}, MERGE)
     assert noop["metadata"]["resourceVersion"] == patched["metadata"]["resourceVersion"]
     immutable = {"metadata": {"uid": "other", "name": "renamed", "creationTimestamp": "2000-01-01T00:00:00Z"}}
@@ -412,6 +412,7 @@ def test_merge_and_strategic_patches(http: Http, ns: str) -> None:
     assert kept["metadata"]["uid"] == created["metadata"]["uid"] and kept["metadata"]["name"] == "c"
     assert kept["metadata"]["creationTimestamp"] == created["metadata"]["creationTimestamp"]
     assert http.request("PATCH", f"{path}/c", {"data": {}}, "application/apply-patch+yaml").status_code == 415
+    assert http.request("PATCH", osu_path(ns, "any"), {}, STRATEGIC).status_code == 415  # custom resources
     assert http.request("PATCH", f"{path}/missing", {"data": {}}, MERGE).status_code == 404
 
 
@@ -471,6 +472,11 @@ def test_status_subresource_and_generation(custom: kubernetes.client.CustomObjec
     stale = http.request("PUT", osu_path(ns, "s", "status"), {**fetched, "status": {"userId": 5}})
     assert stale.status_code == 409
     del fetched["metadata"]["resourceVersion"]
+    unconditional = http.json("PUT", osu_path(ns, "s", "status"), {**fetched, "status": {"userId": 5}})
+    assert unconditional["code"] == 422 and unconditional["message"] == (
+        f'{PLURAL}.{GROUP} "s" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for '
+        'an update')
+    fetched["metadata"]["resourceVersion"] = http.json("GET", osu_path(ns, "s"))["metadata"]["resourceVersion"]
     replaced = http.json("PUT", osu_path(ns, "s", "status"), {**fetched, "status": {"userId": 5}, "spec": {}})
     assert replaced["status"] == {"userId": 5} and replaced["spec"]["region"] == "gra"
     assert http.request("GET", f"/api/v1/namespaces/{ns}/configmaps/x/status").status_code == 404
@@ -991,3 +997,43 @@ def test_kopf_operator_end_to_end(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+# ------------------------------------------------------------------------------------ OpenAPI, kubectl
+
+
+def test_openapi_documents(http: Http) -> None:
+    index = http.json("GET", "/openapi/v3")["paths"]
+    assert {"api/v1", f"apis/{API_VERSION}", "apis/rbac.authorization.k8s.io/v1"} <= set(index)
+    document = http.json("GET", index[f"apis/{API_VERSION}"]["serverRelativeURL"])
+    schema = document["components"]["schemas"][f"dev.ovh-operator.s3.{VERSION}.{KIND}"]
+    assert schema["x-kubernetes-group-version-kind"] == [{"group": GROUP, "kind": KIND, "version": VERSION}]
+    patch = document["paths"][f"/apis/{API_VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}"]["patch"]
+    assert "fieldValidation" in {p["name"] for p in patch["parameters"]}
+    assert STRATEGIC not in patch["requestBody"]["content"]  # kubectl apply then sends a merge patch
+    v2 = http.json("GET", "/openapi/v2")
+    assert "io.k8s.api.core.v1.Secret" in v2["definitions"]
+    proto = http.request("GET", "/openapi/v2", headers={"Accept": "application/com.github.proto-openapi.spec.v2"
+                                                                   "@v1.0+protobuf"})
+    assert proto.headers["Content-Type"].startswith("application/com.github.proto-openapi") and proto.content[:5]
+
+
+def test_kubectl_validates_explains_and_edits(kubeconfig: pathlib.Path, emulator: KubeEmulator, ns: str,
+                                              tmp_path: pathlib.Path) -> None:
+    example = yaml.safe_load((CRD_PATH.parents[1] / "examples" / "backup-writer.yaml").read_text())
+    example["metadata"]["namespace"] = ns
+    manifest = tmp_path / "osu.yaml"
+    manifest.write_text(yaml.safe_dump(example))
+    assert "created" in kubectl(kubeconfig, "apply", "-f", str(manifest))  # validated, no --validate=false
+    example["spec"]["regoin"] = "sbg"
+    manifest.write_text(yaml.safe_dump(example))
+    refused = kubectl(kubeconfig, "apply", "-f", str(manifest), check=False)
+    assert 'strict decoding error: unknown field "spec.regoin"' in refused
+    warned = kubectl(kubeconfig, "apply", "--validate=warn", "-f", str(manifest))
+    assert 'Warning: unknown field "spec.regoin"' in warned
+    explained = kubectl(kubeconfig, "explain", "osu.spec.grants")
+    assert "Bucket access to grant. Compiled into an S3 policy." in explained and "prefix\t<string>" in explained
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "EDITOR": "sed -i s/region:.gra/region:\\ waw/"}
+    subprocess.run(["kubectl", "edit", "-n", ns, "osu", "backup-writer"], env=env, check=True, capture_output=True,
+                   timeout=60)
+    assert (emulator.get_object(API_VERSION, PLURAL, ns, "backup-writer") or {})["spec"]["region"] == "waw"

@@ -340,3 +340,15 @@ def invalid(rt: ResourceType, name: str, errors: Sequence[FieldError]) -> ApiErr
             "causes": [{"reason": err.reason, "message": err.detail, "field": err.field} for err in errors],
         },
     )
+
+
+def invalid_update(rt: ResourceType, name: str) -> ApiError:
+    """A PUT without metadata.resourceVersion where unconditional updates are not allowed: the registry names
+    the resource (plural) where the kind would be, and prints the version as %#v of a uint64."""
+    detail = "Invalid value: 0x0: must be specified for an update"
+    return ApiError(
+        422,
+        f'{rt.group_resource} "{name}" is invalid: metadata.resourceVersion: {detail}',
+        details={"name": name, "group": rt.group, "kind": rt.plural,
+                 "causes": [{"reason": "FieldValueInvalid", "message": detail, "field": "metadata.resourceVersion"}]},
+    )

@@ -52,7 +52,7 @@ import kmock
 import yaml
 from multidict import CIMultiDict
 
-from ovh_s3_operator_sandbox.kube import auth, events, protobuf
+from ovh_s3_operator_sandbox.kube import auth, events, openapi, protobuf
 from ovh_s3_operator_sandbox.kube import tls as kube_tls
 from ovh_s3_operator_sandbox.kube.model import (
     BUILTINS,
@@ -69,17 +69,19 @@ from ovh_s3_operator_sandbox.kube.model import (
     Obj,
     ResourceType,
     clone,
+    invalid_update,
 )
-from ovh_s3_operator_sandbox.kube.patch import patcher
+from ovh_s3_operator_sandbox.kube.patch import APPLY_PATCH, patcher
 from ovh_s3_operator_sandbox.kube.protobuf import PROTOBUF
-from ovh_s3_operator_sandbox.kube.query import Selector
-from ovh_s3_operator_sandbox.kube.store import Change, Store, Watcher
+from ovh_s3_operator_sandbox.kube.query import Selector, check_field_selector
+from ovh_s3_operator_sandbox.kube.store import Change, Store, Watcher, WriteOptions
 from ovh_s3_operator_sandbox.kube.table import table, wants_table
 
 logger = logging.getLogger(__name__)
 
 _NOT_FOUND = "the server could not find the requested resource"
 _WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+_IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 _DISCONNECT_CHECK = 1.0  # seconds between checks that a watching client is still connected
 
 
@@ -173,8 +175,10 @@ class KubeResponse:
     headers: tuple[tuple[str, str], ...] = ()  # e.g. Warning
 
 
-def _json(body: Any, status: int = 200) -> KubeResponse:
-    return KubeResponse(status, json.dumps(body, separators=(",", ":")).encode())
+def _json(body: Any, status: int = 200, warnings: list[str] | None = None) -> KubeResponse:
+    """A JSON answer; ``warnings`` become ``Warning: 299 - "…"`` headers (RFC 7234, as the API server sends)."""
+    headers = tuple(("Warning", "299 - " + json.dumps(text)) for text in warnings or ())
+    return KubeResponse(status, json.dumps(body, separators=(",", ":")).encode(), headers=headers)
 
 
 def _json_response(body: Any, status: int = 200) -> aiohttp.web.Response:
@@ -243,6 +247,50 @@ def _request_verb(method: str, named: bool, query: Mapping[str, str]) -> str:
 
 def _with_rules(obj: Obj, rules: list[Obj]) -> Obj:
     return {**obj, "rules": rules}
+
+
+def _sort_key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj["metadata"]
+    return (meta.get("namespace") or "", meta["name"])
+
+
+def _delete_options(request: KubeRequest) -> Obj:
+    options = _parse_json(request.body) if request.body.strip() else {}
+    return options if isinstance(options, dict) else {}
+
+
+def _propagation(query: Mapping[str, str], request: KubeRequest) -> str:
+    """DeleteOptions.propagationPolicy (body or query), or the legacy orphanDependents."""
+    options = _delete_options(request)
+    policy = options.get("propagationPolicy") or query.get("propagationPolicy")
+    if policy is None and (options.get("orphanDependents") is True or query.get("orphanDependents") == "true"):
+        policy = "Orphan"
+    if policy not in (None, "Background", "Foreground", "Orphan"):
+        raise ApiError(422, f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: '
+                            f'"{policy}": supported values: "Foreground", "Background", "Orphan", "nil"')
+    return policy or "Background"
+
+
+def _write_options(verb: str, query: Mapping[str, str], request: KubeRequest) -> WriteOptions:
+    """``dryRun`` (query, or DeleteOptions.dryRun) and ``fieldValidation`` (default Warn, as the API server's)."""
+    dry_runs = [value for value in query.get("dryRun", "").split(",") if value]
+    if verb in ("delete", "deletecollection"):
+        body_dry_run = _delete_options(request).get("dryRun") or []
+        dry_runs += list(body_dry_run) if isinstance(body_dry_run, list) else []
+    for value in dry_runs:
+        if value != "All":
+            raise ApiError(400, f'dryRun: Unsupported value: "{value}": supported values: "All"')
+    validation = query.get("fieldValidation") or "Warn"
+    if validation not in ("Ignore", "Warn", "Strict"):
+        raise ApiError(400, f'fieldValidation: Unsupported value: "{validation}": supported values: "Ignore", '
+                            '"Strict", "Warn"')
+    return WriteOptions(dry_run=bool(dry_runs), field_validation=validation, action=verb)
+
+
+def _parse_json_or_yaml(request: KubeRequest) -> Any:
+    if request.content_type == APPLY_PATCH:
+        return None  # refused by patcher
+    return _parse_json(request.body)
 
 
 def _check_preconditions(obj: Obj, preconditions: Any) -> None:
@@ -626,7 +674,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
             route = parse_route(request.path)
             if route is None:
                 self._authorize(auth.non_resource_attributes(user, request.method, request.path))
-                raise ApiError(404, _NOT_FOUND)
+                return self._serve_openapi(request)
             self._authorize_route(user, request.method, route, request.query)
             answer = self._serve(request, route, user)
         except ApiError as exc:
@@ -638,6 +686,31 @@ class KubeEmulator(kmock.KubernetesScaffold):
         view = "PartialObjectMetadata" if _metadata_only(accept) else "Table" if wants_table(accept) else ""
         self._record(request.method, request.path, answer.status, view)
         return answer
+
+    def _serve_openapi(self, request: KubeRequest) -> KubeResponse:
+        """``/openapi/v2`` (JSON or protobuf, by Accept), ``/openapi/v3`` and its group-version documents."""
+        path = request.path.rstrip("/")
+        if request.method != "GET" or not path.startswith("/openapi/"):
+            raise ApiError(404, _NOT_FOUND)
+        types = self._store.types()
+        if path == "/openapi/v2":
+            document = openapi.v2_document(types)
+            if openapi.PROTOBUF_V2 in request.headers.get("Accept", ""):
+                return KubeResponse(200, openapi.v2_protobuf(document), openapi.PROTOBUF_V2)
+            return _json(document)
+        if path == "/openapi/v3":
+            return _json(openapi.v3_index(types))
+        parts = path.removeprefix("/openapi/v3/").split("/")
+        if len(parts) == 2 and parts[0] == "api":
+            group, version = "", parts[1]
+        elif len(parts) == 3 and parts[0] == "apis":
+            group, version = parts[1], parts[2]
+        else:
+            raise ApiError(404, _NOT_FOUND)
+        v3 = openapi.v3_document(types, group, version)
+        if v3 is None:
+            raise ApiError(404, _NOT_FOUND)
+        return _json(v3)
 
     def _record(self, method: str, path: str, status: int, view: str = "") -> None:
         self.requests.append(RequestRecord(method, path, status, view))
@@ -799,8 +872,6 @@ class KubeEmulator(kmock.KubernetesScaffold):
 
     def _serve_resource(self, request: KubeRequest, route: Route, verb: str, rt: ResourceType) -> KubeResponse:
         method, query = request.method, request.query
-        if "dryRun" in query:
-            raise ApiError(400, "dry runs are not supported by the API emulator")
         self._check_faults(method, verb, route)
         accept = request.headers.get("Accept", "")
         as_table = wants_table(accept)
@@ -808,27 +879,27 @@ class KubeEmulator(kmock.KubernetesScaffold):
         include = query.get("includeObject", "Metadata")
 
         if verb == "list":
-            items, rv = self._store.select(rt, self._selector(route.namespace, query))
+            items, rv, listing = self._list(rt, route.namespace, query)
             if as_table:
                 return _json(table(rt, items, rv, include=include))
             if metadata_only:
                 return _json({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
-                              "metadata": {"resourceVersion": str(rv)}, "items": [_partial(i) for i in items]})
-            return _json({"apiVersion": rt.api_version, "kind": f"{rt.kind}List",
-                          "metadata": {"resourceVersion": str(rv)}, "items": items})
+                              "metadata": listing, "items": [_partial(i) for i in items]})
+            return _json({"apiVersion": rt.api_version, "kind": f"{rt.kind}List", "metadata": listing,
+                          "items": items})
 
+        options = _write_options(verb, query, request)
         if verb == "create":
-            return _json(self._store.create(rt, route.namespace, self._body_object(request)), 201)
+            created = self._store.create(rt, route.namespace, self._body_object(request), options)
+            return _json(created, 201, options.warnings)
 
         if verb == "deletecollection":
-            options = _parse_json(request.body) if request.body.strip() else {}
-            options = options if isinstance(options, dict) else {}
-            policy = options.get("propagationPolicy") or query.get("propagationPolicy")
-            selector = self._selector(route.namespace, query)
+            policy = _propagation(query, request)
             with self._store.lock:
-                items, _ = self._store.select(rt, selector)
+                items, _ = self._store.select(rt, self._selector(rt, route.namespace, query))
                 deleted = [self._store.delete(rt, route.namespace or item["metadata"].get("namespace"),
-                                              item["metadata"]["name"], propagate=policy != "Orphan")
+                                              item["metadata"]["name"], propagation=policy,
+                                              dry_run=options.dry_run)
                            for item in items]
             return _json({"apiVersion": rt.api_version, "kind": f"{rt.kind}List",
                           "metadata": {"resourceVersion": str(self._store.resource_version)}, "items": deleted})
@@ -840,32 +911,69 @@ class KubeEmulator(kmock.KubernetesScaffold):
                 obj = self._store.get(rt, namespace, name)
             case "update":
                 replacement = self._body_object(request)
-                given = replacement.get("metadata", {}).get("name")
+                meta: Obj = replacement["metadata"] if isinstance(replacement.get("metadata"), dict) else {}
+                given = meta.get("name")
                 if given not in (None, name):
                     raise ApiError(400, f"the name of the object ({given}) does not match the name on the URL ({name})")
-                obj = self._store.update(rt, namespace, name, lambda _: replacement, route.subresource)
+                if rt.schema is not None and not meta.get("resourceVersion"):
+                    # The registry store's Update (staging/src/k8s.io/apiserver/pkg/registry/generic/registry/
+                    # store.go): custom resources do not allow unconditional updates.
+                    raise invalid_update(rt, name)
+                obj = self._store.update(rt, namespace, name, lambda _: replacement, route.subresource, options)
             case "patch":
-                change = patcher(request.content_type, _parse_json(request.body))
-                obj = self._store.update(rt, namespace, name, change, route.subresource)
+                change = patcher(request.content_type, _parse_json_or_yaml(request), rt)
+                obj = self._store.update(rt, namespace, name, change, route.subresource, options)
             case _:  # delete
-                options = _parse_json(request.body) if request.body.strip() else {}
-                options = options if isinstance(options, dict) else {}
-                policy = options.get("propagationPolicy") or query.get("propagationPolicy")
+                if rt.key == NAMESPACES.key and name in _IMMORTAL_NAMESPACES:
+                    # The NamespaceLifecycle admission plugin (plugin/pkg/admission/namespace/lifecycle).
+                    raise ApiError(403, f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                                   details={"name": name, "kind": "namespaces"})
+                delete_options = _delete_options(request)
                 with self._store.lock:
-                    _check_preconditions(self._store.get(rt, namespace, name), options.get("preconditions"))
-                    obj = self._store.delete(rt, namespace, name, propagate=policy != "Orphan")
+                    _check_preconditions(self._store.get(rt, namespace, name), delete_options.get("preconditions"))
+                    obj = self._store.delete(rt, namespace, name, propagation=_propagation(query, request),
+                                             dry_run=options.dry_run)
         if as_table and verb == "get":
             return _json(table(rt, [obj], self._store.resource_version, include=include))
         if metadata_only:
             return _json(_partial(obj))
-        return _json(obj)
+        return _json(obj, 200, options.warnings)
+
+    def _list(self, rt: ResourceType, namespace: str | None, query: Mapping[str, str]) -> tuple[list[Obj], int, Obj]:
+        """A list request's items, resource version and ListMeta, with ``limit``/``continue`` paging.
+
+        The continue token carries the list's resource version and the last key returned, as the
+        API server's does (``storage.EncodeContinue``); later pages are read from the current state
+        after that key (the emulator keeps no snapshots), and a token older than the watch event log
+        answers 410 Expired as a compacted one does."""
+        selector = self._selector(rt, namespace, query)
+        try:
+            limit = int(query.get("limit") or 0)
+        except ValueError:
+            raise ApiError(400, f"invalid limit: {query.get('limit')!r}") from None
+        token = query.get("continue")
+        with self._store.lock:
+            items, rv = self._store.select(rt, selector)
+            start: tuple[str, str] | None = None
+            if token:
+                rv, start = self._store.decode_continue(token)
+                items = [item for item in items if _sort_key(item) > start]
+            listing: Obj = {"resourceVersion": str(rv)}
+            if 0 < limit < len(items):
+                remaining = len(items) - limit
+                items = items[:limit]
+                listing["continue"] = self._store.encode_continue(rv, _sort_key(items[-1]))
+                listing["remainingItemCount"] = remaining
+            return items, rv, listing
 
     @staticmethod
-    def _selector(namespace: str | None, query: Mapping[str, str]) -> Selector:
+    def _selector(rt: ResourceType, namespace: str | None, query: Mapping[str, str]) -> Selector:
         try:
-            return Selector.parse(namespace, query.get("labelSelector"), query.get("fieldSelector"))
+            selector = Selector.parse(namespace, query.get("labelSelector"), query.get("fieldSelector"))
         except ValueError as exc:
             raise ApiError(400, f"invalid selector: {exc}") from None
+        check_field_selector(rt, selector)
+        return selector
 
     @staticmethod
     def _body_object(request: KubeRequest) -> Obj:
@@ -892,6 +1000,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
             selector = Selector.parse(route.namespace, query.get("labelSelector"), fields)
         except ValueError as exc:
             raise ApiError(400, f"invalid selector: {exc}") from None
+        check_field_selector(rt, selector)
         initial_events = query.get("sendInitialEvents") == "true"
         since = None if initial_events else _since(query.get("resourceVersion"))
         try:

@@ -16,7 +16,9 @@ import base64
 import binascii
 import collections
 import contextlib
+import dataclasses
 import functools
+import json
 import random
 import re
 import threading
@@ -24,7 +26,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ovh_s3_operator_sandbox.kube import auth
+from ovh_s3_operator_sandbox.kube import auth, builtin_schemas
 from ovh_s3_operator_sandbox.kube.model import (
     CLUSTERROLEBINDINGS,
     CLUSTERROLES,
@@ -46,7 +48,7 @@ from ovh_s3_operator_sandbox.kube.model import (
     utcnow,
 )
 from ovh_s3_operator_sandbox.kube.query import Selector
-from ovh_s3_operator_sandbox.kube.schema import StructuralSchema
+from ovh_s3_operator_sandbox.kube.schema import StructuralSchema, prune_unknown
 
 ResourceKey = tuple[str, str, str]  # (group, version, plural)
 ObjectRef = tuple[ResourceKey, str, str]  # (resource, namespace or "", name)
@@ -76,6 +78,34 @@ _RBAC_KEYS = (ROLES.key, CLUSTERROLES.key, ROLEBINDINGS.key, CLUSTERROLEBINDINGS
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # as the API server's generateName suffixes
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+@dataclasses.dataclass
+class WriteOptions:
+    """How a write request asks to be handled: ``dryRun=All`` (everything but storing) and
+    ``fieldValidation`` (Strict: unknown fields are an error; Warn: ``warnings``; Ignore)."""
+
+    dry_run: bool = False
+    field_validation: str = "Ignore"
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    action: str = "create"  # create, update or patch: the wording of strict-validation errors
+
+    def unknown_fields(self, rt: ResourceType, paths: list[str]) -> None:
+        """Strict and Warn decoding of fields the schema does not know (``strict decoding error: unknown field``
+        of apimachinery's serializer; the create/update prefix is ``transformDecodeError`` of the handlers)."""
+        if not paths or self.field_validation == "Ignore":
+            return
+        problems = [f'unknown field "{path}"' for path in sorted(paths)]
+        if self.field_validation == "Warn":
+            self.warnings += problems
+            return
+        message = "strict decoding error: " + ", ".join(problems)
+        if self.action != "patch":
+            message = f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {message}'
+        raise ApiError(400, message)
+
+
+_DEFAULT_OPTIONS = WriteOptions()
 
 
 class Change:
@@ -142,6 +172,15 @@ def _spec_part(rt: ResourceType, obj: Obj) -> Obj:
     """What metadata.generation tracks: everything but metadata (and status, if a subresource)."""
     excluded = ("metadata", "status") if rt.has_status else ("metadata",)
     return {key: value for key, value in obj.items() if key not in excluded}
+
+
+OBJECT_META = f"{builtin_schemas.META}.ObjectMeta"
+
+
+def _tracks_generation(rt: ResourceType) -> bool:
+    """Custom resources and CRDs have a metadata.generation; the built-in kinds served here do not (their
+    registry strategies never set it)."""
+    return rt.schema is not None or rt.key == CRDS.key
 
 
 def _normalize_secret(obj: Obj) -> None:
@@ -344,7 +383,8 @@ class Store:
 
     # ------------------------------------------------------------------------------------ writes
 
-    def create(self, rt: ResourceType, namespace: str | None, obj: Obj) -> Obj:
+    def create(self, rt: ResourceType, namespace: str | None, obj: Obj, options: WriteOptions = _DEFAULT_OPTIONS
+               ) -> Obj:
         """Store a new object (``obj`` is consumed); namespace from the URL, else from the body."""
         with self.lock:
             self._set_type(rt, obj)
@@ -366,10 +406,14 @@ class Store:
                 raise already_exists(rt, name)
             for field in _SERVER_FIELDS:
                 meta.pop(field, None)
-            meta.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=rfc3339(utcnow()), generation=1)
+            meta.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=rfc3339(utcnow()))
+            if _tracks_generation(rt):
+                meta["generation"] = 1
             if rt.has_status:
                 obj.pop("status", None)
-            self._prepare(rt, obj, None)
+            self._prepare(rt, obj, None, options)
+            if options.dry_run:
+                return obj
             self._commit(rt, "ADDED", obj, None)
             return obj
 
@@ -380,6 +424,7 @@ class Store:
         name: str,
         change: Callable[[Obj], Obj],
         subresource: str | None = None,
+        options: WriteOptions = _DEFAULT_OPTIONS,
     ) -> Obj:
         """Apply ``change`` to a copy of the object (a patch or a replacement) and store it.
 
@@ -423,11 +468,13 @@ class Store:
                         f"found new finalizers {sorted(added)}"
                     )
                     raise invalid(rt, name, [FieldError("metadata.finalizers", "FieldValueForbidden", detail)])
-            self._prepare(rt, new, current)
+            self._prepare(rt, new, current, options)
             if new == current:
                 return current
-            if _spec_part(rt, new) != _spec_part(rt, current):
+            if _tracks_generation(rt) and _spec_part(rt, new) != _spec_part(rt, current):
                 meta["generation"] = int(cur_meta.get("generation", 0)) + 1
+            if options.dry_run:
+                return new
             if meta.get("deletionTimestamp") and not meta.get("finalizers") and rt.key != NAMESPACES.key:
                 return self._remove(rt, new, propagate=True, old=current)
             self._commit(rt, "MODIFIED", new, current)
@@ -435,10 +482,34 @@ class Store:
                 return self._finish_namespace(name) or new
             return new
 
-    def delete(self, rt: ResourceType, namespace: str | None, name: str, *, propagate: bool = True) -> Obj:
-        """Delete an object: mark it if it has finalizers, else remove it and collect its dependents."""
+    def encode_continue(self, rv: int, key: tuple[str, str]) -> str:
+        """A list's continue token: its resource version and the last key returned."""
+        return base64.urlsafe_b64encode(json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": list(key)}).encode()
+                                        ).decode()
+
+    def decode_continue(self, token: str) -> tuple[int, tuple[str, str]]:
+        try:
+            data = json.loads(base64.urlsafe_b64decode(token.encode()))
+            rv, start = int(data["rv"]), (str(data["start"][0]), str(data["start"][1]))
+        except (ValueError, KeyError, IndexError, TypeError, binascii.Error):
+            raise ApiError(400, "continue key is not valid: incorrect encoded start resourceVersion (version "
+                                "meta.k8s.io/v1)") from None
+        if rv < self._log_floor:
+            raise ApiError(410, "The provided continue parameter is too old to display a consistent list result. "
+                                "You can start a new list without the continue parameter.", reason="Expired")
+        return rv, start
+
+    def delete(self, rt: ResourceType, namespace: str | None, name: str, *, propagation: str = "Background",
+               dry_run: bool = False) -> Obj:
+        """Delete an object: mark it if it has finalizers, else remove it and collect its dependents.
+        A dry run answers what the deletion would answer and changes nothing."""
         with self.lock:
-            return self._delete(rt, self.get(rt, namespace, name), propagate)
+            obj = self.get(rt, namespace, name)
+            if not dry_run:
+                return self._delete(rt, obj, propagation != "Orphan")
+            if rt.key != NAMESPACES.key and (not _meta(obj).get("finalizers") or _meta(obj).get("deletionTimestamp")):
+                return obj
+            return self._marked(rt, obj)
 
     # ---------------------------------------------------------------------------------- helpers
 
@@ -467,8 +538,18 @@ class Store:
         meta["namespace"] = namespace
         return namespace
 
-    def _prepare(self, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
-        """Built-in normalization, then schema pruning, defaulting and validation."""
+    def _prepare(self, rt: ResourceType, obj: Obj, old: Obj | None, options: WriteOptions = _DEFAULT_OPTIONS
+                 ) -> None:
+        """Unknown fields dropped, built-in normalization, then schema pruning, defaulting and validation."""
+        schema = self._schemas.get(rt.key)
+        definition = builtin_schemas.DEFINITIONS.get(
+            builtin_schemas.definition_name(rt.group, rt.version, rt.kind)) if schema is None else None
+        if definition is not None:  # built-in kinds: Go decoding drops unknown fields
+            options.unknown_fields(rt, prune_unknown(obj, definition, builtin_schemas.DEFINITIONS))
+        elif schema is not None and self._validate:
+            meta = prune_unknown(obj.get("metadata"), builtin_schemas.DEFINITIONS[OBJECT_META],
+                                 builtin_schemas.DEFINITIONS, "metadata")
+            options.unknown_fields(rt, meta + schema.prune(obj))
         annotations = _meta(obj).get("annotations") or {}
         size = sum(len(str(key)) + len(str(value)) for key, value in annotations.items())
         if size > ANNOTATIONS_LIMIT:
@@ -486,9 +567,7 @@ class Store:
             rbac_errors = auth.validate_rbac(rt, obj, old)
             if rbac_errors:
                 raise invalid(rt, _meta(obj)["name"], rbac_errors)
-        schema = self._schemas.get(rt.key)
         if schema is not None and self._validate:
-            schema.prune(obj)
             schema.default(obj)
             errors = schema.validate(obj)
             if errors:
@@ -525,14 +604,22 @@ class Store:
         for listener in self.listeners:
             listener(rt, change)
 
-    def _mark_deleted(self, rt: ResourceType, obj: Obj) -> Obj:
-        """Start a graceful deletion: deletionTimestamp, and a new generation as the API server does."""
+    def _marked(self, rt: ResourceType, obj: Obj) -> Obj:
+        """The object with a deletionTimestamp, and a new generation if it has one (``rest.BeforeDelete``)."""
         marked = clone(obj)
         meta = _meta(marked)
+        if meta.get("deletionTimestamp"):
+            return marked
         meta.update(deletionTimestamp=rfc3339(utcnow()), deletionGracePeriodSeconds=0)
-        meta["generation"] = int(meta.get("generation", 0)) + 1
+        if int(meta.get("generation") or 0) > 0:
+            meta["generation"] = int(meta["generation"]) + 1
         if rt.key == NAMESPACES.key:
             _normalize_namespace(marked)
+        return marked
+
+    def _mark_deleted(self, rt: ResourceType, obj: Obj) -> Obj:
+        """Start a graceful deletion."""
+        marked = self._marked(rt, obj)
         self._commit(rt, "MODIFIED", marked, obj)
         return marked
 
