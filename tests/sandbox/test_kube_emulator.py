@@ -567,10 +567,15 @@ def test_finalizers_and_garbage_collection(
     assert http.request("PATCH", f"/api/v1/namespaces/{ns}/secrets/kept", ops, JSON_PATCH).status_code == 200
     http.request("PATCH", osu_path(ns, "o"), {"metadata": {"finalizers": None}}, MERGE)
     assert emulator.get_object(API_VERSION, PLURAL, ns, "o") is None
-    assert emulator.get_object("v1", "secrets", ns, "o-s3") is None  # collected
-    assert emulator.get_object("v1", "secrets", ns, "kept") is None  # collected (background policy)
-    two = emulator.get_object("v1", "secrets", ns, "two-owners")
-    assert two is not None and two["metadata"]["ownerReferences"] == [second]  # another owner still exists
+    assert emulator.get_object("v1", "secrets", ns, "o-s3") is not None  # the collector comes later
+    wait_for(lambda: emulator.get_object("v1", "secrets", ns, "o-s3") is None, what="o-s3 collected")
+    wait_for(lambda: emulator.get_object("v1", "secrets", ns, "kept") is None, what="kept collected")
+
+    def dangling_reference_removed() -> bool:
+        two = emulator.get_object("v1", "secrets", ns, "two-owners")
+        return two is not None and two["metadata"]["ownerReferences"] == [second]  # another owner still exists
+
+    wait_for(dangling_reference_removed, what="the dangling reference removed")
     with pytest.raises(kubernetes.client.ApiException) as exc:
         custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "o")
     assert exc.value.status == 404
@@ -581,8 +586,14 @@ def test_orphan_propagation(core: kubernetes.client.CoreV1Api, emulator: KubeEmu
     reference = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}
     core.create_namespaced_secret(ns, {"metadata": {"name": "dependent", "ownerReferences": [reference]}})
     core.delete_namespaced_config_map("owner", ns, propagation_policy="Orphan")
-    orphan = emulator.get_object("v1", "secrets", ns, "dependent")
-    assert orphan is not None and not orphan["metadata"].get("ownerReferences")
+
+    def orphaned() -> bool:
+        orphan = emulator.get_object("v1", "secrets", ns, "dependent")
+        assert orphan is not None
+        return not orphan["metadata"].get("ownerReferences")
+
+    wait_for(orphaned, what="the dependent orphaned")
+    wait_for(lambda: emulator.get_object("v1", "configmaps", ns, "owner") is None, what="the owner deleted")
 
 
 def test_namespace_deletion(core: kubernetes.client.CoreV1Api, http: Http, emulator: KubeEmulator, ns: str) -> None:

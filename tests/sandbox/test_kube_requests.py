@@ -146,3 +146,43 @@ def test_generation_only_where_the_api_server_sets_it(api: Client) -> None:
     secret = api.json("POST", SECRETS, {"metadata": {"name": "g"}})
     assert "generation" not in secret["metadata"]
     assert api.json("POST", OSU, osu("g"))["metadata"]["generation"] == 1
+
+
+def _wait(predicate: Any, what: str) -> None:
+    from ovh_s3_operator_sandbox.stack import wait_for
+
+    wait_for(predicate, 5.0, interval=0.01, what=what)
+
+
+def test_garbage_collection_policies(kube: KubeEmulator, api: Client) -> None:
+    configmaps = "/api/v1/namespaces/team-a/configmaps"
+
+    def owner(name: str, **meta: Any) -> dict[str, Any]:
+        created = api.json("POST", configmaps, {"metadata": {"name": name, **meta}})
+        return {"apiVersion": "v1", "kind": "ConfigMap", "name": name, "uid": created["metadata"]["uid"]}
+
+    def dependent(name: str, *owners: dict[str, Any]) -> None:
+        assert api("POST", SECRETS, {"metadata": {"name": name, "ownerReferences": list(owners)}}).status == 201
+
+    def exists(path: str) -> bool:
+        return api("GET", path).status == 200
+
+    # Background: the owner goes at once, the dependent later.
+    dependent("b-dep", owner("b"))
+    assert api("DELETE", f"{configmaps}/b").status == 200 and exists(f"{SECRETS}/b-dep")
+    _wait(lambda: not exists(f"{SECRETS}/b-dep"), "the background collection")
+    # Foreground: the owner stays until its blocking dependent is gone.
+    foreground = owner("f")
+    dependent("f-dep", {**foreground, "blockOwnerDeletion": True})
+    marked = api.json("DELETE", f"{configmaps}/f", {"propagationPolicy": "Foreground"})
+    assert "foregroundDeletion" in marked["metadata"]["finalizers"]
+    _wait(lambda: not exists(f"{configmaps}/f"), "the foreground deletion")
+    assert not exists(f"{SECRETS}/f-dep")
+    # Orphan, with a finalizer holding the owner: the dependent is released anyway.
+    dependent("o-dep", owner("o", finalizers=["example.com/hold"]))
+    api("DELETE", f"{configmaps}/o", query={"propagationPolicy": "Orphan"})
+    _wait(lambda: "ownerReferences" not in api.json("GET", f"{SECRETS}/o-dep")["metadata"], "the orphaning")
+    assert api.json("GET", f"{configmaps}/o")["metadata"]["finalizers"] == ["example.com/hold"]
+    # A dependent whose owner never existed is collected.
+    dependent("stray", {"apiVersion": "v1", "kind": "ConfigMap", "name": "ghost", "uid": "no-such-uid"})
+    _wait(lambda: not exists(f"{SECRETS}/stray"), "the stray dependent collected")

@@ -54,6 +54,7 @@ from multidict import CIMultiDict
 
 from ovh_s3_operator_sandbox.kube import auth, events, openapi, protobuf
 from ovh_s3_operator_sandbox.kube import tls as kube_tls
+from ovh_s3_operator_sandbox.kube.gc import GarbageCollector
 from ovh_s3_operator_sandbox.kube.model import (
     BUILTINS,
     CLUSTERROLES,
@@ -338,6 +339,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
     _ca_dir: tempfile.TemporaryDirectory[str] | None = attrs.field(init=False, default=None)
     _tokens: dict[str, tuple[str, str, str]] = attrs.field(init=False, factory=dict)  # → namespace, name, uid
     _rbac: auth.RBAC = attrs.field(init=False)
+    garbage_collector: GarbageCollector = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -351,6 +353,8 @@ class KubeEmulator(kmock.KubernetesScaffold):
             self._store.register(rt)
         self._rbac = auth.RBAC(self._store.find, self._store.values)
         self._store.listeners.append(self._aggregate_cluster_roles)
+        self.garbage_collector = GarbageCollector(self._store)
+        self._store.listeners.append(self.garbage_collector.observe)
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create_namespace(name)
         roles, bindings = auth.bootstrap_policy()

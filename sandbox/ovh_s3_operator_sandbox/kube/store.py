@@ -15,9 +15,7 @@ import asyncio
 import base64
 import binascii
 import collections
-import contextlib
 import dataclasses
-import functools
 import json
 import random
 import re
@@ -505,6 +503,12 @@ class Store:
         A dry run answers what the deletion would answer and changes nothing."""
         with self.lock:
             obj = self.get(rt, namespace, name)
+            gc_finalizer = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}.get(propagation)
+            if gc_finalizer and rt.key != NAMESPACES.key and not _meta(obj).get("deletionTimestamp"):
+                # The API server hands the deletion to the garbage collector with a finalizer
+                # (registry store's deletionFinalizersForGarbageCollection).
+                obj = clone(obj)
+                _meta(obj)["finalizers"] = [*(_meta(obj).get("finalizers") or ()), gc_finalizer]
             if not dry_run:
                 return self._delete(rt, obj, propagation != "Orphan")
             if rt.key != NAMESPACES.key and (not _meta(obj).get("finalizers") or _meta(obj).get("deletionTimestamp")):
@@ -636,25 +640,29 @@ class Store:
         return self._mark_deleted(rt, obj)
 
     def _remove(self, rt: ResourceType, obj: Obj, propagate: bool, old: Obj | None = None) -> Obj:
-        """Remove an object for good: DELETED event, then garbage collection of its dependents."""
+        """Remove an object for good (its dependents are the garbage collector's, :mod:`.gc`)."""
         final = {**obj, "metadata": dict(_meta(obj))}
         self._commit(rt, "DELETED", final, old if old is not None else obj)
-        uid = _meta(obj)["uid"]
-        for ref in sorted(self._dependents.pop(uid, set())):
-            dependent = self._lookup(ref)
-            if dependent is None:
-                continue
-            owners = [o for o in _meta(dependent).get("ownerReferences") or () if o.get("uid") != uid]
-            if propagate and not any(owner.get("uid") in self._by_uid for owner in owners):
-                self._delete(self._types[ref[0]], dependent, propagate)
-            else:  # orphaned, or kept by another owner: only the dangling reference goes
-                change = functools.partial(_set_owners, owners=owners)
-                with contextlib.suppress(ApiError):  # e.g. invalid under a newer schema: left as is
-                    self.update(self._types[ref[0]], ref[1], ref[2], change)
         namespace = _meta(obj).get("namespace")
         if namespace:
             self._finish_namespace(namespace)
         return final
+
+    def dependents_of(self, uid: str) -> list[ObjectRef]:
+        """The objects whose ownerReferences name ``uid``."""
+        with self.lock:
+            return sorted(self._dependents.get(uid, ()))
+
+    def ref_of(self, uid: str | None) -> ObjectRef | None:
+        with self.lock:
+            return self._by_uid.get(uid or "")
+
+    def type_of(self, ref: ObjectRef) -> ResourceType:
+        return self._types[ref[0]]
+
+    def lookup(self, ref: ObjectRef) -> Obj | None:
+        with self.lock:
+            return self._lookup(ref)
 
     def _lookup(self, ref: ObjectRef) -> Obj | None:
         objects = self._objects.get(ref[0])
@@ -688,11 +696,3 @@ class Store:
             self._unregister(key)
         for rt in served:
             self.register(rt)
-
-
-def _set_owners(obj: Obj, owners: list[Mapping[str, Any]]) -> Obj:
-    if owners:
-        _meta(obj)["ownerReferences"] = owners
-    else:
-        _meta(obj).pop("ownerReferences", None)
-    return obj
