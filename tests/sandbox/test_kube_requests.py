@@ -186,3 +186,58 @@ def test_garbage_collection_policies(kube: KubeEmulator, api: Client) -> None:
     # A dependent whose owner never existed is collected.
     dependent("stray", {"apiVersion": "v1", "kind": "ConfigMap", "name": "ghost", "uid": "no-such-uid"})
     _wait(lambda: not exists(f"{SECRETS}/stray"), "the stray dependent collected")
+
+
+def test_cel_rules_list_types_and_formats(kube: KubeEmulator, api: Client) -> None:
+    admin_with_prefix = osu("c", grants=[{"bucket": "abc", "access": "admin", "prefix": "p/"}])
+    refused = json.loads(api("POST", OSU, admin_with_prefix).body)
+    assert refused["message"] == (
+        'OVHObjectStorageUser.s3.ovh-operator.dev "c" is invalid: spec.grants[0]: Invalid value: "object": admin '
+        "access applies to the whole bucket; remove prefix or use readwrite")
+    duplicate = json.loads(api("POST", OSU, osu("c", roles=["objectstore_operator", "objectstore_operator"])).body)
+    assert duplicate["details"]["causes"] == [{"reason": "FieldValueDuplicate", "field": "spec.roles[1]",
+                                               "message": 'Duplicate value: "objectstore_operator"'}]
+    api("POST", OSU, osu("c"))
+    conditions = [{"type": "Ready", "status": "True", "lastTransitionTime": "yesterday"}]
+    bad_time = json.loads(api("PATCH", f"{OSU}/c/status", {"status": {"conditions": conditions}},
+                              content_type=MERGE).body)
+    assert bad_time["message"].endswith("status.conditions[0].lastTransitionTime: Invalid value: \"yesterday\": "
+                                        "status.conditions[0].lastTransitionTime in body must be of type date-time: "
+                                        '"yesterday"')
+    # A transition rule (oldSelf), with messageExpression: checked on updates only.
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "widgets.example.com"},
+           "spec": {"group": "example.com", "scope": "Namespaced",
+                    "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                        "type": "object", "properties": {"spec": {"type": "object", "properties": {
+                            "size": {"type": "string", "x-kubernetes-validations": [
+                                {"rule": "self == oldSelf", "messageExpression": "'size is immutable, was ' + oldSelf"},
+                            ]}}}}}}}]}}
+    kube.install_crd(crd)
+    widgets = "/apis/example.com/v1/namespaces/team-a/widgets"
+    assert api("POST", widgets, {"metadata": {"name": "w"}, "spec": {"size": "s"}}).status == 201
+    changed = json.loads(api("PATCH", f"{widgets}/w", {"spec": {"size": "l"}}, content_type=MERGE).body)
+    assert changed["message"].endswith('spec.size: Invalid value: "string": size is immutable, was s')
+
+
+def test_metadata_and_secret_validation(api: Client) -> None:
+    def causes(answer: Any) -> list[str]:
+        return [f"{c['field']}: {c['message']}" for c in json.loads(answer.body)["details"]["causes"]]
+
+    labels = api("POST", SECRETS, {"metadata": {"name": "l", "labels": {"bad key": "v", "k": "bad value!"}}})
+    assert labels.status == 422
+    assert [c.split(":")[0] for c in causes(labels)] == ["metadata.labels", "metadata.labels"]
+    assert "name part must consist of alphanumeric characters" in causes(labels)[0]
+    reference = {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "u", "controller": True}
+    owners = api("POST", SECRETS, {"metadata": {"name": "o", "ownerReferences": [
+        {**reference, "uid": ""}, {**reference, "uid": "v"}, {**reference, "uid": "w"}]}})
+    assert causes(owners)[0] == 'metadata.ownerReferences.uid: Invalid value: "": uid must not be empty'
+    assert "Only one reference can have Controller set to true" in causes(owners)[1]
+    key = api("POST", SECRETS, {"metadata": {"name": "k"}, "stringData": {"bad/key": "v"}})
+    assert causes(key)[0].startswith('stringData[bad/key]: Invalid value: "bad/key": a valid config key must')
+    api("POST", SECRETS, {"metadata": {"name": "frozen"}, "data": {"a": "YQ=="}, "immutable": True})
+    frozen = api("PATCH", f"{SECRETS}/frozen", {"data": {"a": "Yg=="}}, content_type=MERGE)
+    assert causes(frozen) == ["data: Forbidden: field is immutable when `immutable` is set"]
+    retyped = api("PATCH", f"{SECRETS}/frozen", {"type": "kubernetes.io/tls"}, content_type=MERGE)
+    assert causes(retyped) == ['type: Invalid value: "kubernetes.io/tls": field is immutable']

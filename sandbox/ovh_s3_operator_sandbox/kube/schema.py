@@ -1,8 +1,8 @@
 """Structural schemas of custom resources: pruning, defaulting and validation as the API server does.
 
 Validation uses jsonschema on the CRD's openAPIV3Schema with the ``x-kubernetes-*`` extensions
-removed and ``nullable`` turned into a ``null`` type; CEL rules (``x-kubernetes-validations``)
-are not evaluated. Errors are reported with Kubernetes' field paths and wording.
+removed and ``nullable`` turned into a ``null`` type; CEL rules (``x-kubernetes-validations``),
+list types and formats are checked by :mod:`.cel`. Errors are reported with Kubernetes' field paths and wording.
 """
 
 from __future__ import annotations
@@ -164,6 +164,7 @@ class StructuralSchema:
     """The openAPIV3Schema of one version of a CRD."""
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
+        self.schema = schema
         self._schema = schema
         self._validator = jsonschema.Draft202012Validator(_to_json_schema(schema))
 

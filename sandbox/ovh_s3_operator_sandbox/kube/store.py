@@ -24,10 +24,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ovh_s3_operator_sandbox.kube import auth, builtin_schemas
+from ovh_s3_operator_sandbox.kube import auth, builtin_schemas, cel, validation
 from ovh_s3_operator_sandbox.kube.model import (
     CLUSTERROLEBINDINGS,
     CLUSTERROLES,
+    CONFIGMAPS,
     CRDS,
     NAMESPACES,
     ROLEBINDINGS,
@@ -560,6 +561,13 @@ class Store:
             # apimachinery's ValidateAnnotations: TotalAnnotationSizeLimitB = 256 KiB
             detail = f"Too long: may not be more than {ANNOTATIONS_LIMIT} bytes"
             raise invalid(rt, _meta(obj)["name"], [FieldError("metadata.annotations", "FieldValueTooLong", detail)])
+        meta_errors = validation.validate_metadata(_meta(obj))
+        if meta_errors:
+            raise invalid(rt, _meta(obj)["name"], meta_errors)
+        if rt.key in (SECRETS.key, CONFIGMAPS.key):
+            data_errors = validation.validate_data(rt.kind, obj, old)
+            if data_errors:
+                raise invalid(rt, _meta(obj)["name"], data_errors)
         if rt.key == SECRETS.key:
             _normalize_secret(obj)
         elif rt.key == NAMESPACES.key:
@@ -574,6 +582,7 @@ class Store:
         if schema is not None and self._validate:
             schema.default(obj)
             errors = schema.validate(obj)
+            errors += cel.validate(schema.schema, obj, old if old is not None else cel.MISSING)
             if errors:
                 raise invalid(rt, _meta(obj)["name"], errors)
 
