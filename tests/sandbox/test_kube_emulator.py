@@ -781,9 +781,9 @@ def test_kubectl_apply_label_patch_describe(
     manifest = tmp_path / "osu.yaml"
     manifest.write_text(yaml.safe_dump({**osu("app", grants=[{"bucket": "app-data", "access": "read"}]),
                                         "metadata": {"name": "app", "namespace": ns}}))  # fmt: skip
-    assert "created" in kubectl(kubeconfig, "apply", "--validate=false", "-f", str(manifest))
+    assert "created" in kubectl(kubeconfig, "apply", "-f", str(manifest))
     manifest.write_text(manifest.read_text().replace("access: read", "access: readwrite"))
-    assert "configured" in kubectl(kubeconfig, "apply", "--validate=false", "-f", str(manifest))
+    assert "configured" in kubectl(kubeconfig, "apply", "-f", str(manifest))
     kubectl(kubeconfig, "label", "-n", ns, "osu", "app", "team=a")
     kubectl(kubeconfig, "patch", "-n", ns, "osu", "app", "--type=merge", "-p", '{"spec":{"region":"sbg"}}')
     stored = emulator.get_object(API_VERSION, PLURAL, ns, "app")

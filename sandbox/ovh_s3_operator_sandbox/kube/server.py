@@ -15,17 +15,19 @@ emptied after each discovery request. kmock's own ``KubernetesEmulator`` is not 
 what kopf 1.45 relies on (resourceVersion, uid, 201 on create, 409/422 semantics, the status
 subresource, watch resumption, bookmarks, garbage collection, selectors).
 
-What it implements, as the API server does: create/get/list/watch/patch (merge, strategic as
-merge, JSON patch)/update/delete with uid, generation and one global resourceVersion;
-optimistic concurrency (409); the status subresource; finalizers and deletionTimestamp;
-ownerReference garbage collection; namespace deletion; label and field selectors; watch
-resumption from a bounded event log (410 Expired beyond it), bookmarks, ``timeoutSeconds``
+What it implements, as the API server does: HTTPS with bearer-token authentication and RBAC
+authorization (:mod:`.auth`, :mod:`.tls`); create/get/list/watch/patch (merge, strategic for
+built-in kinds, JSON patch)/update/delete/deletecollection with uid, generation (custom resources
+and CRDs) and one global resourceVersion; ``dryRun=All``; ``fieldValidation``; optimistic
+concurrency (409); the status subresource; finalizers and deletionTimestamp; an asynchronous
+garbage collector (:mod:`.gc`); namespace deletion; label and field selectors; list paging;
+watch resumption from a bounded event log (410 Expired beyond it), bookmarks, ``timeoutSeconds``
 and ``sendInitialEvents``; structural-schema pruning, defaulting and validation of custom
-resources (:mod:`.kube_schema`); ``meta.k8s.io/v1`` Tables for ``kubectl get``
-(:mod:`.kube_table`); protobuf bodies of the built-in kinds ``kubectl create`` posts
-(:mod:`.kube_protobuf`). OpenAPI documents are not served (``kubectl apply --validate=false``),
-nor are server-side apply and dry runs. Injected faults (:meth:`KubeEmulator.add_fault`) apply to
-resource requests only.
+resources with their CEL rules (:mod:`.schema`, :mod:`.cel`); validation of metadata and
+Secrets (:mod:`.validation`); OpenAPI v2 and v3 (:mod:`.openapi`); ``meta.k8s.io/v1`` Tables for
+``kubectl get`` (:mod:`.table`); protobuf bodies of the built-in kinds ``kubectl create`` posts
+(:mod:`.protobuf`). Server-side apply is not implemented (415). Injected faults
+(:meth:`KubeEmulator.add_fault`) apply to resource requests only, after authorization.
 """
 
 from __future__ import annotations
