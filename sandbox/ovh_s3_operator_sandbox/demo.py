@@ -8,6 +8,7 @@ and shows the OVH user gone. Exits 0 only if every step happened.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import tempfile
 import time
@@ -26,7 +27,7 @@ from ovh_s3_operator.model import GROUP, KIND, VERSION
 
 from .background import BackgroundLoop
 from .clients import SandboxClients
-from .stack import OperatorProcess, SandboxStack, examples
+from .stack import OperatorProcess, SandboxStack, examples, wait_for
 
 TIMEOUT = 60.0
 
@@ -132,6 +133,9 @@ class Demo(SandboxClients):
             raise StepFailed("changing grants replaced the user or the key")
         say(f"    same OVH user ({after['status']['userId']}), same access key: only the policy was re-applied")
 
+    def secret_gone(self, name: str, namespace: str) -> bool:
+        return self.secret_values(name, namespace) is None
+
     def delete_all(self, resources: list[tuple[str, str, dict[str, Any]]]) -> None:
         for namespace, name, _ in resources:
             self.delete(name, namespace)
@@ -145,8 +149,11 @@ class Demo(SandboxClients):
                 say(f"    {namespace}/{name}: finalizer released; OVH answers 404 for user {user_id}")
             else:
                 raise StepFailed(f"OVH user {user_id} still exists")
-            if self.secret_values(secret_name, namespace) is not None:
-                raise StepFailed(f"Secret {secret_name} still exists")
+            try:  # the garbage collector deletes it shortly after its owner
+                wait_for(functools.partial(self.secret_gone, secret_name, namespace), TIMEOUT,
+                         what=f"Secret {secret_name} to be collected")
+            except TimeoutError:
+                raise StepFailed(f"Secret {secret_name} still exists") from None
             say(f"    Secret {secret_name} is gone with its owner")
 
 

@@ -32,6 +32,7 @@ from .kube.store import Watcher
 from .objects import Objects
 from .ovh.server import OVHSandbox
 from .policies import ALLOW_EVERYTHING
+from .stack import install_operator_rbac
 
 T = TypeVar("T")
 
@@ -81,6 +82,9 @@ class InProcessOperator(Objects):
         self.kube = kube
         self.ovh = ovh if ovh is not None else OVHSandbox(activation=0.05, deletion=0.02, access_rules=ACCESS_RULES)
         self.kube.create_namespace(namespace)
+        # The operator calls the API as its ServiceAccount, with the install's RBAC
+        # (deploy/kustomize/base/rbac.yaml); the test's own clients are the admin's.
+        self.operator_api = api_client(self.kube, token=install_operator_rbac(self.kube))
         super().__init__(api_client(self.kube), namespace)
         self.settings_overrides = {**FAST_SETTINGS, **settings}
         for name, spec in (ALLOW_EVERYTHING if access is None else access).items():
@@ -110,7 +114,8 @@ class InProcessOperator(Objects):
 
     async def start(self, **overrides: Any) -> App:
         """Start (or start again: a restart loses the operator's memory, as a new process would)."""
-        self.app = await App.start(self.settings(**overrides), api_client=self.api, ovh_session=self.ovh.session())
+        self.app = await App.start(self.settings(**overrides), api_client=self.operator_api,
+                                   ovh_session=self.ovh.session())
         controller = self.app.controller
         self._subscribe(API_VERSION, PLURAL, None, controller.resource_event)
         self._subscribe(API_VERSION, POLICY_PLURAL, None, functools.partial(controller.access_event, "policy"))

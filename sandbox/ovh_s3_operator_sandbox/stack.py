@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+import yaml
+
 from ovh_s3_operator.access_policy import POLICY_PLURAL
 from ovh_s3_operator.manifests import crd_documents, installed_folder
 from ovh_s3_operator.model import API_VERSION
@@ -22,11 +24,31 @@ from .policies import SANDBOX_DEFAULT
 
 T = TypeVar("T")
 
+# Where deploy/kustomize/base/rbac.yaml puts the operator: its ServiceAccount, bound to its ClusterRole.
+OPERATOR_NAMESPACE = "ovh-s3-operator"
+OPERATOR_SERVICE_ACCOUNT = "ovh-s3-operator"
+DEPLOY_FILES = ("namespace.yaml", "rbac.yaml")
+
 
 def examples() -> list[Path]:
     """The example resources (``examples/`` of the source tree, shipped in the sandbox's wheel)."""
     folder = installed_folder("ovh-s3-operator-sandbox", "ovh_s3_operator_sandbox/examples", "../examples")
     return sorted(folder.glob("*.yaml"))
+
+
+def deploy_documents() -> list[dict[str, Any]]:
+    """The objects of ``namespace.yaml`` and ``rbac.yaml`` of ``deploy/kustomize/base`` (from the source
+    tree, or the sandbox's wheel): the operator's namespace, ServiceAccount, ClusterRoles and binding."""
+    folder = installed_folder("ovh-s3-operator-sandbox", "ovh_s3_operator_sandbox/deploy",
+                              "../deploy/kustomize/base")
+    return [doc for name in DEPLOY_FILES for doc in yaml.safe_load_all((folder / name).read_text()) if doc]
+
+
+def install_operator_rbac(kube: KubeEmulator) -> str:
+    """Apply the operator's namespace and RBAC to an emulator; returns the operator's bearer token."""
+    for document in deploy_documents():
+        kube.apply(document)
+    return kube.service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
 
 
 class SandboxStack:
@@ -45,7 +67,13 @@ class SandboxStack:
 
     @property
     def kubeconfig(self) -> Path:
+        """The admin's kubeconfig (allowed everything)."""
         return self.state_dir / "kubeconfig"
+
+    @property
+    def operator_kubeconfig(self) -> Path:
+        """The kubeconfig of the operator's ServiceAccount, with only what the install's RBAC grants it."""
+        return self.state_dir / "operator.kubeconfig"
 
     @property
     def ovh_env_file(self) -> Path:
@@ -61,7 +89,9 @@ class SandboxStack:
             self.kube.create_object(API_VERSION, POLICY_PLURAL, {
                 "apiVersion": API_VERSION, "kind": "OVHObjectStorageAccessPolicy", "metadata": {"name": name},
                 "spec": dict(spec)})
+        operator_token = install_operator_rbac(self.kube)
         self.kube.write_kubeconfig(self.kubeconfig)
+        self.kube.write_kubeconfig(self.operator_kubeconfig, OPERATOR_NAMESPACE, operator_token)
         self.ovh_env_file.write_text("".join(f"{key}={value}\n" for key, value in self.ovh.env().items()))
         self.ovh_env_file.chmod(0o600)
 
@@ -80,7 +110,7 @@ class SandboxStack:
         env.setdefault("OVH_S3_OPERATOR_OVH_REQUESTS_PER_SECOND", "20")
         env.setdefault("OVH_S3_OPERATOR_METRICS_PORT", "0")  # several operators may run side by side
         env.update(self.ovh.env())
-        env["KUBECONFIG"] = str(self.kubeconfig)
+        env["KUBECONFIG"] = str(self.operator_kubeconfig)
         env.update(overrides or {})
         return env
 

@@ -139,7 +139,7 @@ async def test_delete_removes_the_user_then_the_finalizer(op: Operator) -> None:
     await op.wait_gone("app")
     assert op.ovh_users(uid) == []
     assert op.ovh.project.users() == []
-    assert op.secret("app-s3") is None  # collected with its owner
+    await until(lambda: op.secret("app-s3") is None, what="the Secret collected with its owner")
     await op.wait_events("UserDeleting", "UserDeleted")
 
 

@@ -177,7 +177,8 @@ async def test_deep_nesting_cannot_reach_the_operator(tenants: Operator) -> None
     body = ('{"apiVersion": "s3.ovh-operator.dev/v1alpha1", "kind": "OVHObjectStorageUser", '
             f'"metadata": {{"name": "deep"}}, "spec": {{"policy": {{"Statement": [{statement}]}}}}}}')
     path = "/apis/s3.ovh-operator.dev/v1alpha1/namespaces/team-a/ovhobjectstorageusers"
-    answer = tenants.kube.handle(KubeRequest("POST", path, {}, CIMultiDict({"Content-Type": "application/json"}),
+    answer = tenants.kube.handle(KubeRequest("POST", path, {}, CIMultiDict({"Content-Type": "application/json",
+                                                             "Authorization": f"Bearer {tenants.kube.admin_token}"}),
                                              body.encode()))
     assert answer.status == 422
     assert tenants.get("deep") is None

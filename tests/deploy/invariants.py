@@ -10,9 +10,10 @@ from ovh_s3_operator.config import Settings
 
 from .manifests import Obj, find, one, validate
 
-PENDING_SETTINGS = {"OVH_S3_OPERATOR_METRICS_PORT", "OVH_S3_OPERATOR_LEADER_ELECTION"}
-"""Variables the install sets for operator features that config.py does not have yet (Prometheus
-metrics, leader election); accepted only while Settings lacks them."""
+CHART_OWNED_SETTINGS = {"OVH_S3_OPERATOR_DEFAULT_ACCESS", "OVH_S3_OPERATOR_METRICS_PORT",
+                        "OVH_S3_OPERATOR_LEADER_ELECTION", "OVH_S3_OPERATOR_LEADER_ELECTION_NAMESPACE"}
+"""Variables the chart sets from its own values (defaultAccess, metrics, leaderElection) or fixes (the
+Lease lives in the release's namespace, where the chart's leader-election Role grants it)."""
 DOWNWARD_API = {"POD_NAME", "POD_NAMESPACE"}
 """Set from the downward API: the operator's events and leader election name the pod with them."""
 
@@ -26,7 +27,7 @@ def settings_variables() -> set[str]:
 
 def unknown_variables(names: set[str]) -> set[str]:
     """The names the operator would never read (typos, removed settings)."""
-    known = settings_variables() | DOWNWARD_API | (PENDING_SETTINGS - settings_variables())
+    known = settings_variables() | DOWNWARD_API
     return names - known
 
 

@@ -12,7 +12,7 @@ import yaml
 from ovh_s3_operator.config import Settings
 
 from .invariants import (
-    PENDING_SETTINGS,
+    CHART_OWNED_SETTINGS,
     canonical,
     check_objects_are_valid,
     check_pod_is_hardened,
@@ -182,8 +182,8 @@ def test_the_settings_value_accepts_exactly_the_operators_other_variables() -> N
     schema = helm_python.Chart.load(CHART).schema
     assert schema is not None
     accepted = set(schema["properties"]["settings"]["propertyNames"]["enum"])
-    own_values = {"OVH_S3_OPERATOR_DEFAULT_ACCESS"} | PENDING_SETTINGS  # defaultAccess, metrics, leaderElection
-    assert accepted == {name for name in settings_variables() if name.startswith("OVH_S3_OPERATOR_")} - own_values
+    assert accepted == ({name for name in settings_variables() if name.startswith("OVH_S3_OPERATOR_")}
+                        - CHART_OWNED_SETTINGS)
 
 
 def test_the_operator_reads_the_rendered_environment(monkeypatch: pytest.MonkeyPatch) -> None:

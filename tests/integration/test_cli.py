@@ -72,7 +72,7 @@ def test_sandbox_command_with_kubectl(tmp_path: Path, sandbox_factory: list[Sand
                         "OVH_SERVICE_NAME"}
     assert env["OVH_ENDPOINT"].startswith("http://127.0.0.1:")
 
-    sandbox.kubectl("apply", "--validate=false", "-f", str(EXAMPLE))
+    sandbox.kubectl("apply", "-f", str(EXAMPLE))
     sandbox.kubectl("wait", "--for=condition=Ready", "osu/backup-writer", "--timeout=60s")
     header, row = sandbox.kubectl("get", "osu", "-A").splitlines()[:2]
     assert header.split() == ["NAMESPACE", "NAME", "READY", "USER", "ID", "SECRET", "AGE"]
@@ -93,11 +93,12 @@ def test_run_against_a_sandbox_without_operator(tmp_path: Path, sandbox_factory:
     sandbox = Sandbox(tmp_path / "state", "--no-operator")
     sandbox_factory.append(sandbox)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OVH_")}
-    env |= sandbox.ovh_env() | {"KUBECONFIG": str(sandbox.state_dir / "kubeconfig")}
+    # The operator's ServiceAccount: the install's RBAC is all it needs.
+    env |= sandbox.ovh_env() | {"KUBECONFIG": str(sandbox.state_dir / "operator.kubeconfig")}
     log = (tmp_path / "operator.log").open("wb")
     operator = subprocess.Popen(cli("run"), env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        sandbox.kubectl("apply", "--validate=false", "-f", str(EXAMPLE))
+        sandbox.kubectl("apply", "-f", str(EXAMPLE))
         sandbox.kubectl("wait", "--for=condition=Ready", "osu/backup-writer", "--timeout=60s")
     finally:
         operator.send_signal(signal.SIGTERM)

@@ -45,7 +45,7 @@ def test_lifecycle_through_kopf(world: World) -> None:
     world.delete("app")
     world.wait_gone("app")
     assert world.ovh_users() == []
-    assert world.secret("app-s3") is None
+    wait_for(lambda: world.secret("app-s3") is None, 10, what="the Secret collected with its owner")
     events = {e.reason for e in world.core.list_namespaced_event(world.namespace).items}
     assert {"UserCreated", "PolicyApplied", "KeyCreated", "SecretWritten", "Ready", "UserDeleted"} <= events
 

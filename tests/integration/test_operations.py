@@ -10,6 +10,7 @@ import pytest
 
 from ovh_s3_operator_sandbox.stack import wait_for
 
+from ..deploy.manifests import render_chart
 from .conftest import World
 
 pytestmark = pytest.mark.integration
@@ -71,8 +72,16 @@ def holder(world: World) -> str | None:
     return (lease or {}).get("spec", {}).get("holderIdentity")
 
 
+def grant_leader_election(world: World) -> None:
+    """The Role and RoleBinding for the Lease that the Helm chart adds with several replicas (the
+    sandbox applies the one-replica RBAC of deploy/kustomize/base): the operator needs no more."""
+    for obj in render_chart({"replicaCount": 2}):
+        if obj["kind"] in ("Role", "RoleBinding") and obj["metadata"]["name"].endswith("-leader-election"):
+            world.stack.kube.apply(obj)
+
+
 def test_two_replicas_one_acts_and_the_other_takes_over(world: World) -> None:
-    world.stack.kube.create_namespace("ovh-s3-operator")
+    grant_leader_election(world)
     first = world.start_operator({**LEASE, "POD_NAME": "replica-a"})
     wait_for(lambda: holder(world) == "replica-a", 30, what="replica-a to lead")
     second = world.start_operator({**LEASE, "POD_NAME": "replica-b"})

@@ -38,3 +38,10 @@ def test_the_sandbox_wheel_ships_the_examples(tmp_path: Path) -> None:
     folder = "ovh_s3_operator_sandbox/examples/"
     examples = sorted(name.removeprefix(folder) for name in wheel.namelist() if name.startswith(folder))
     assert examples == sorted(p.name for p in (ROOT / "examples").glob("*.yaml"))
+
+
+def test_the_sandbox_wheel_ships_the_operator_rbac(tmp_path: Path) -> None:
+    wheel = build_wheel(ROOT / "sandbox", tmp_path)
+    for name in ("namespace.yaml", "rbac.yaml"):
+        shipped = wheel.read(f"ovh_s3_operator_sandbox/deploy/{name}").decode()
+        assert shipped == (ROOT / "deploy" / "kustomize" / "base" / name).read_text()

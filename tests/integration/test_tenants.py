@@ -127,8 +127,8 @@ def test_a_deeply_nested_policy_never_reaches_the_operator(cluster: World) -> No
             '{"name": "deep"}, "spec": {"policy": {"Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], '
             f'"Resource": ["*"], "Condition": {nested}}}]}}}}}}')
     url = f"{cluster.stack.kube.url}/apis/s3.ovh-operator.dev/v1alpha1/namespaces/team-b/ovhobjectstorageusers"
-    answer = requests.post(url, data=body, headers={"Content-Type": "application/json",
-                                                     "Authorization": "Bearer sandbox"}, timeout=10)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {cluster.stack.kube.admin_token}"}
+    answer = requests.post(url, data=body, headers=headers, timeout=10, verify=cluster.stack.kube.ca_file)
     assert answer.status_code == 422
     assert cluster.get("deep", "team-b") is None
 

@@ -115,9 +115,11 @@ def wait_for(predicate: Callable[[], T | None], timeout: float = 15.0, what: str
 class Http:
     """Raw HTTP against the emulator (for content types and headers the clients do not expose)."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, emulator: KubeEmulator, token: str | None = None) -> None:
+        self.url = emulator.url
         self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token or emulator.admin_token}"
+        self.verify = emulator.ca_file or True  # per request: $REQUESTS_CA_BUNDLE would override the session's
 
     def request(
         self,
@@ -129,7 +131,8 @@ class Http:
     ) -> requests.Response:
         headers = {"Content-Type": content_type, **kwargs.pop("headers", {})}
         data = json.dumps(body) if body is not None else None
-        return self.session.request(method, self.url + path, data=data, headers=headers, timeout=10, **kwargs)
+        return self.session.request(method, self.url + path, data=data, headers=headers, timeout=10,
+                                    verify=self.verify, **kwargs)
 
     def json(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
         response = self.request(method, path, body, content_type)
@@ -140,8 +143,9 @@ class Http:
 class WatchStream:
     """A watch request read on a thread; events (or the end: None, or an exception) go to a queue."""
 
-    def __init__(self, url: str, **params: str) -> None:
-        self.response = requests.get(url, params={"watch": "true", **params}, stream=True, timeout=10)
+    def __init__(self, http: Http, path: str, **params: str) -> None:
+        self.response = http.session.get(http.url + path, params={"watch": "true", **params}, stream=True,
+                                         timeout=10, verify=http.verify)
         assert self.response.status_code == 200
         self._queue: queue.Queue[dict[str, Any] | Exception | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -181,7 +185,7 @@ class WatchStream:
 
 @pytest.fixture(scope="module")
 def http(emulator: KubeEmulator) -> Http:
-    return Http(emulator.url)
+    return Http(emulator)
 
 
 @pytest.fixture
@@ -296,11 +300,11 @@ def test_discovery_and_unknown_paths(http: Http) -> None:
     assert GROUP in {g["name"] for g in http.json("GET", "/apis")["groups"]}
     assert http.json("GET", "/version")["gitVersion"].startswith("v1.")
     unknown = ("/apis/nope.example.com/v1/things", "/apis/nope.example.com/v1", "/apis/nope.example.com")
-    for path in (*unknown, "/api/v1/namespaces/default/pods", "/openapi/v2", "/openapi/v3", "/nope"):
+    for path in (*unknown, "/api/v1/namespaces/default/pods", "/openapi/v3/apis/nope.example.com/v1", "/nope"):
         response = http.request("GET", path)
         assert response.status_code == 404, path
         assert response.json()["kind"] == "Status" and "traceback" not in response.text
-    assert http.request("DELETE", "/api/v1/namespaces/default/secrets").status_code == 405
+    assert http.request("PUT", "/api/v1/namespaces/default/secrets").status_code == 405
 
 
 def test_namespaces_list_get_status(http: Http, core: kubernetes.client.CoreV1Api, ns: str) -> None:
@@ -397,10 +401,10 @@ def test_merge_and_strategic_patches(http: Http, ns: str) -> None:
     patched = http.json("PATCH", f"{path}/c", {"metadata": {"labels": {"a": None, "c": "3"}}}, MERGE)
     assert patched["metadata"]["labels"] == {"b": "2", "c": "3"}
     assert int(patched["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
-    assert patched["metadata"]["generation"] == 1  # metadata only
+    assert "generation" not in patched["metadata"]  # ConfigMaps have none
     strategic = {"data": {"k": "w", "$patch": "merge"}, "$setElementOrder/finalizers": []}
     patched = http.json("PATCH", f"{path}/c", strategic, STRATEGIC)
-    assert patched["data"] == {"k": "w"} and patched["metadata"]["generation"] == 2
+    assert patched["data"] == {"k": "w"}
     noop = http.json("PATCH", f"{path}/c", {"data": {"k": "w"}}, MERGE)
     assert noop["metadata"]["resourceVersion"] == patched["metadata"]["resourceVersion"]
     immutable = {"metadata": {"uid": "other", "name": "renamed", "creationTimestamp": "2000-01-01T00:00:00Z"}}
@@ -408,6 +412,7 @@ def test_merge_and_strategic_patches(http: Http, ns: str) -> None:
     assert kept["metadata"]["uid"] == created["metadata"]["uid"] and kept["metadata"]["name"] == "c"
     assert kept["metadata"]["creationTimestamp"] == created["metadata"]["creationTimestamp"]
     assert http.request("PATCH", f"{path}/c", {"data": {}}, "application/apply-patch+yaml").status_code == 415
+    assert http.request("PATCH", osu_path(ns, "any"), {}, STRATEGIC).status_code == 415  # custom resources
     assert http.request("PATCH", f"{path}/missing", {"data": {}}, MERGE).status_code == 404
 
 
@@ -467,6 +472,11 @@ def test_status_subresource_and_generation(custom: kubernetes.client.CustomObjec
     stale = http.request("PUT", osu_path(ns, "s", "status"), {**fetched, "status": {"userId": 5}})
     assert stale.status_code == 409
     del fetched["metadata"]["resourceVersion"]
+    unconditional = http.json("PUT", osu_path(ns, "s", "status"), {**fetched, "status": {"userId": 5}})
+    assert unconditional["code"] == 422 and unconditional["message"] == (
+        f'{PLURAL}.{GROUP} "s" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for '
+        'an update')
+    fetched["metadata"]["resourceVersion"] = http.json("GET", osu_path(ns, "s"))["metadata"]["resourceVersion"]
     replaced = http.json("PUT", osu_path(ns, "s", "status"), {**fetched, "status": {"userId": 5}, "spec": {}})
     assert replaced["status"] == {"userId": 5} and replaced["spec"]["region"] == "gra"
     assert http.request("GET", f"/api/v1/namespaces/{ns}/configmaps/x/status").status_code == 404
@@ -557,10 +567,15 @@ def test_finalizers_and_garbage_collection(
     assert http.request("PATCH", f"/api/v1/namespaces/{ns}/secrets/kept", ops, JSON_PATCH).status_code == 200
     http.request("PATCH", osu_path(ns, "o"), {"metadata": {"finalizers": None}}, MERGE)
     assert emulator.get_object(API_VERSION, PLURAL, ns, "o") is None
-    assert emulator.get_object("v1", "secrets", ns, "o-s3") is None  # collected
-    assert emulator.get_object("v1", "secrets", ns, "kept") is None  # collected (background policy)
-    two = emulator.get_object("v1", "secrets", ns, "two-owners")
-    assert two is not None and two["metadata"]["ownerReferences"] == [second]  # another owner still exists
+    assert emulator.get_object("v1", "secrets", ns, "o-s3") is not None  # the collector comes later
+    wait_for(lambda: emulator.get_object("v1", "secrets", ns, "o-s3") is None, what="o-s3 collected")
+    wait_for(lambda: emulator.get_object("v1", "secrets", ns, "kept") is None, what="kept collected")
+
+    def dangling_reference_removed() -> bool:
+        two = emulator.get_object("v1", "secrets", ns, "two-owners")
+        return two is not None and two["metadata"]["ownerReferences"] == [second]  # another owner still exists
+
+    wait_for(dangling_reference_removed, what="the dangling reference removed")
     with pytest.raises(kubernetes.client.ApiException) as exc:
         custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "o")
     assert exc.value.status == 404
@@ -571,8 +586,14 @@ def test_orphan_propagation(core: kubernetes.client.CoreV1Api, emulator: KubeEmu
     reference = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}
     core.create_namespaced_secret(ns, {"metadata": {"name": "dependent", "ownerReferences": [reference]}})
     core.delete_namespaced_config_map("owner", ns, propagation_policy="Orphan")
-    orphan = emulator.get_object("v1", "secrets", ns, "dependent")
-    assert orphan is not None and not orphan["metadata"].get("ownerReferences")
+
+    def orphaned() -> bool:
+        orphan = emulator.get_object("v1", "secrets", ns, "dependent")
+        assert orphan is not None
+        return not orphan["metadata"].get("ownerReferences")
+
+    wait_for(orphaned, what="the dependent orphaned")
+    wait_for(lambda: emulator.get_object("v1", "configmaps", ns, "owner") is None, what="the owner deleted")
 
 
 def test_namespace_deletion(core: kubernetes.client.CoreV1Api, http: Http, emulator: KubeEmulator, ns: str) -> None:
@@ -594,8 +615,8 @@ def test_watch_initial_live_and_selectors(http: Http, emulator: KubeEmulator, ns
     path = f"/api/v1/namespaces/{ns}/configmaps"
     http.json("POST", path, {"metadata": {"name": "a", "labels": {"w": "1"}}})
     http.json("POST", path, {"metadata": {"name": "b"}})
-    everything = WatchStream(emulator.url + path, timeoutSeconds="10")
-    selected = WatchStream(emulator.url + "/api/v1/configmaps", labelSelector="w=1", timeoutSeconds="10")
+    everything = WatchStream(http, path, timeoutSeconds="10")
+    selected = WatchStream(http, "/api/v1/configmaps", labelSelector="w=1", timeoutSeconds="10")
     try:
         assert [(e["type"], e["object"]["metadata"]["name"]) for e in everything.events(2)] == [
             ("ADDED", "a"),
@@ -622,7 +643,7 @@ def test_watch_resumes_from_resource_version(http: Http, emulator: KubeEmulator,
     rv = http.json("POST", path, {"metadata": {"name": "a"}})["metadata"]["resourceVersion"]
     http.json("PATCH", f"{path}/a", {"data": {"x": "1"}}, MERGE)
     http.json("POST", path, {"metadata": {"name": "b"}})
-    events = WatchStream(emulator.url + path, resourceVersion=rv, timeoutSeconds="1").rest()
+    events = WatchStream(http, path, resourceVersion=rv, timeoutSeconds="1").rest()
     replayed = [(e["type"], e["object"]["metadata"]["name"]) for e in events]
     assert replayed == [("MODIFIED", "a"), ("ADDED", "b")]
     assert all(int(e["object"]["metadata"]["resourceVersion"]) > int(rv) for e in events)
@@ -633,7 +654,7 @@ def test_watch_expired_resource_version(http: Http, emulator: KubeEmulator, ns: 
     rv = http.json("POST", path, {"metadata": {"name": "a"}})["metadata"]["resourceVersion"]
     for index in range(emulator.event_log_size + 1):
         http.json("PATCH", f"{path}/a", {"data": {"i": str(index)}}, MERGE)
-    events = WatchStream(emulator.url + path, resourceVersion=rv).rest()
+    events = WatchStream(http, path, resourceVersion=rv).rest()
     assert len(events) == 1 and events[0]["type"] == "ERROR"
     assert events[0]["object"]["code"] == 410 and events[0]["object"]["reason"] == "Expired"
 
@@ -641,7 +662,7 @@ def test_watch_expired_resource_version(http: Http, emulator: KubeEmulator, ns: 
 def test_watch_bookmarks_timeout_and_initial_events(http: Http, emulator: KubeEmulator, ns: str) -> None:
     path = f"/api/v1/namespaces/{ns}/configmaps"
     http.json("POST", path, {"metadata": {"name": "a"}})
-    events = WatchStream(emulator.url + path, allowWatchBookmarks="true", timeoutSeconds="1").rest()
+    events = WatchStream(http, path, allowWatchBookmarks="true", timeoutSeconds="1").rest()
     assert events[0]["type"] == "ADDED"
     bookmarks = [e for e in events if e["type"] == "BOOKMARK"]
     assert bookmarks, "no bookmark within the watch"
@@ -649,8 +670,8 @@ def test_watch_bookmarks_timeout_and_initial_events(http: Http, emulator: KubeEm
     assert int(bookmarks[-1]["object"]["metadata"]["resourceVersion"]) >= int(
         events[0]["object"]["metadata"]["resourceVersion"]
     )
-    assert not [e for e in WatchStream(emulator.url + path, timeoutSeconds="1").rest() if e["type"] == "BOOKMARK"]
-    initial = WatchStream(emulator.url + path, sendInitialEvents="true", resourceVersionMatch="NotOlderThan",
+    assert not [e for e in WatchStream(http, path, timeoutSeconds="1").rest() if e["type"] == "BOOKMARK"]
+    initial = WatchStream(http, path, sendInitialEvents="true", resourceVersionMatch="NotOlderThan",
                           timeoutSeconds="1").rest()  # fmt: skip
     assert [e["type"] for e in initial] == ["ADDED", "BOOKMARK"]
     assert initial[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
@@ -667,7 +688,7 @@ def test_kubernetes_client_watch(core: kubernetes.client.CoreV1Api, ns: str) -> 
 def test_drop_watches(emulator: KubeEmulator, http: Http, ns: str) -> None:
     path = f"/api/v1/namespaces/{ns}/configmaps"
     http.json("POST", path, {"metadata": {"name": "a"}})
-    stream = WatchStream(emulator.url + path)
+    stream = WatchStream(http, path)
     assert stream.events(1)[0]["type"] == "ADDED"
     emulator.drop_watches()
     ending = stream.next()
@@ -760,9 +781,9 @@ def test_kubectl_apply_label_patch_describe(
     manifest = tmp_path / "osu.yaml"
     manifest.write_text(yaml.safe_dump({**osu("app", grants=[{"bucket": "app-data", "access": "read"}]),
                                         "metadata": {"name": "app", "namespace": ns}}))  # fmt: skip
-    assert "created" in kubectl(kubeconfig, "apply", "--validate=false", "-f", str(manifest))
+    assert "created" in kubectl(kubeconfig, "apply", "-f", str(manifest))
     manifest.write_text(manifest.read_text().replace("access: read", "access: readwrite"))
-    assert "configured" in kubectl(kubeconfig, "apply", "--validate=false", "-f", str(manifest))
+    assert "configured" in kubectl(kubeconfig, "apply", "-f", str(manifest))
     kubectl(kubeconfig, "label", "-n", ns, "osu", "app", "team=a")
     kubectl(kubeconfig, "patch", "-n", ns, "osu", "app", "--type=merge", "-p", '{"spec":{"region":"sbg"}}')
     stored = emulator.get_object(API_VERSION, PLURAL, ns, "app")
@@ -987,3 +1008,43 @@ def test_kopf_operator_end_to_end(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+# ------------------------------------------------------------------------------------ OpenAPI, kubectl
+
+
+def test_openapi_documents(http: Http) -> None:
+    index = http.json("GET", "/openapi/v3")["paths"]
+    assert {"api/v1", f"apis/{API_VERSION}", "apis/rbac.authorization.k8s.io/v1"} <= set(index)
+    document = http.json("GET", index[f"apis/{API_VERSION}"]["serverRelativeURL"])
+    schema = document["components"]["schemas"][f"dev.ovh-operator.s3.{VERSION}.{KIND}"]
+    assert schema["x-kubernetes-group-version-kind"] == [{"group": GROUP, "kind": KIND, "version": VERSION}]
+    patch = document["paths"][f"/apis/{API_VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}"]["patch"]
+    assert "fieldValidation" in {p["name"] for p in patch["parameters"]}
+    assert STRATEGIC not in patch["requestBody"]["content"]  # kubectl apply then sends a merge patch
+    v2 = http.json("GET", "/openapi/v2")
+    assert "io.k8s.api.core.v1.Secret" in v2["definitions"]
+    proto = http.request("GET", "/openapi/v2", headers={"Accept": "application/com.github.proto-openapi.spec.v2"
+                                                                   "@v1.0+protobuf"})
+    assert proto.headers["Content-Type"].startswith("application/com.github.proto-openapi") and proto.content[:5]
+
+
+def test_kubectl_validates_explains_and_edits(kubeconfig: pathlib.Path, emulator: KubeEmulator, ns: str,
+                                              tmp_path: pathlib.Path) -> None:
+    example = yaml.safe_load((CRD_PATH.parents[1] / "examples" / "backup-writer.yaml").read_text())
+    example["metadata"]["namespace"] = ns
+    manifest = tmp_path / "osu.yaml"
+    manifest.write_text(yaml.safe_dump(example))
+    assert "created" in kubectl(kubeconfig, "apply", "-f", str(manifest))  # validated, no --validate=false
+    example["spec"]["regoin"] = "sbg"
+    manifest.write_text(yaml.safe_dump(example))
+    refused = kubectl(kubeconfig, "apply", "-f", str(manifest), check=False)
+    assert 'strict decoding error: unknown field "spec.regoin"' in refused
+    warned = kubectl(kubeconfig, "apply", "--validate=warn", "-f", str(manifest))
+    assert 'Warning: unknown field "spec.regoin"' in warned
+    explained = kubectl(kubeconfig, "explain", "osu.spec.grants")
+    assert "Bucket access to grant. Compiled into an S3 policy." in explained and "prefix\t<string>" in explained
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "EDITOR": "sed -i s/region:.gra/region:\\ waw/"}
+    subprocess.run(["kubectl", "edit", "-n", ns, "osu", "backup-writer"], env=env, check=True, capture_output=True,
+                   timeout=60)
+    assert (emulator.get_object(API_VERSION, PLURAL, ns, "backup-writer") or {})["spec"]["region"] == "waw"

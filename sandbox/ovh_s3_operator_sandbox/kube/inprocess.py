@@ -34,16 +34,17 @@ class InProcessPool:
         request_headers: CIMultiDict[str] = CIMultiDict(headers or {})
         answer = self._emulator.handle(KubeRequest(method.upper(), split.path, query, request_headers, data))
         return urllib3.HTTPResponse(body=answer.body, status=answer.status, preload_content=False,
-                                    headers={"Content-Type": answer.content_type}, reason=None)
+                                    headers={"Content-Type": answer.content_type, **dict(answer.headers)}, reason=None)
 
     def clear(self) -> None:
         pass
 
 
-def api_client(emulator: KubeEmulator, token: str = "sandbox") -> kubernetes.client.ApiClient:  # noqa: S107
-    """A kubernetes client for the emulator, in-process, authenticated with ``token``."""
+def api_client(emulator: KubeEmulator, token: str | None = None) -> kubernetes.client.ApiClient:
+    """A kubernetes client for the emulator, in-process, authenticated with ``token`` (default: the admin's;
+    see :meth:`.server.KubeEmulator.service_account_token` for others)."""
     configuration = kubernetes.client.Configuration(host=IN_PROCESS_URL)
-    configuration.api_key = {"BearerToken": token}
+    configuration.api_key = {"BearerToken": token if token is not None else emulator.admin_token}
     configuration.api_key_prefix = {"BearerToken": "Bearer"}
     client = kubernetes.client.ApiClient(configuration)
     client.rest_client.pool_manager = InProcessPool(emulator)  # type: ignore[assignment]

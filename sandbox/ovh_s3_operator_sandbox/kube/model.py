@@ -13,7 +13,7 @@ from ovh_s3_operator_sandbox.kube.query import compile_jsonpath
 
 Obj = dict[str, Any]
 
-VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
+VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
 # Status reasons of the Kubernetes API for the HTTP codes it uses (metav1.StatusReason).
 REASONS: dict[int, str] = {
@@ -76,8 +76,10 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
-        if self.details:
-            body["details"] = self.details
+        # metav1.StatusDetails: every field is omitempty.
+        details = {key: value for key, value in self.details.items() if value not in ("", None, [], {})}
+        if details:
+            body["details"] = details
         return body
 
 
@@ -148,6 +150,7 @@ class ResourceType:
     subresources: frozenset[str] = frozenset()
     columns: tuple[PrinterColumn, ...] = (AGE,)
     schema: Mapping[str, Any] | None = dataclasses.field(default=None, compare=False)
+    verbs: tuple[str, ...] = VERBS
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -259,7 +262,27 @@ CRDS = ResourceType(
     subresources=frozenset({"status"}),
     columns=(PrinterColumn.path("Created At", "date", ".metadata.creationTimestamp"),),
 )
-BUILTINS = (NAMESPACES, SECRETS, CONFIGMAPS, EVENTS, EVENTS_V1, LEASES, SERVICEACCOUNTS, CRDS)
+RBAC_GROUP = "rbac.authorization.k8s.io"
+ROLES = ResourceType(RBAC_GROUP, "v1", "roles", "Role", "role", True)
+CLUSTERROLES = ResourceType(RBAC_GROUP, "v1", "clusterroles", "ClusterRole", "clusterrole", False)
+_ROLE_COLUMN = PrinterColumn("Role", "string", lambda obj: f"{obj.get('roleRef', {}).get('kind')}/"
+                             f"{obj.get('roleRef', {}).get('name')}", "The role the binding grants.")
+ROLEBINDINGS = ResourceType(RBAC_GROUP, "v1", "rolebindings", "RoleBinding", "rolebinding", True,
+                            columns=(_ROLE_COLUMN, AGE))
+CLUSTERROLEBINDINGS = ResourceType(RBAC_GROUP, "v1", "clusterrolebindings", "ClusterRoleBinding",
+                                   "clusterrolebinding", False, columns=(_ROLE_COLUMN, AGE))
+# Reviews are created and answered, never stored (kubectl auth can-i, kubectl auth whoami).
+SELF_SUBJECT_ACCESS_REVIEWS = ResourceType("authorization.k8s.io", "v1", "selfsubjectaccessreviews",
+                                           "SelfSubjectAccessReview", "", False, verbs=("create",))
+SELF_SUBJECT_RULES_REVIEWS = ResourceType("authorization.k8s.io", "v1", "selfsubjectrulesreviews",
+                                          "SelfSubjectRulesReview", "", False, verbs=("create",))
+SUBJECT_ACCESS_REVIEWS = ResourceType("authorization.k8s.io", "v1", "subjectaccessreviews",
+                                      "SubjectAccessReview", "", False, verbs=("create",))
+SELF_SUBJECT_REVIEWS = ResourceType("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", "",
+                                    False, verbs=("create",))
+REVIEWS = (SELF_SUBJECT_ACCESS_REVIEWS, SELF_SUBJECT_RULES_REVIEWS, SUBJECT_ACCESS_REVIEWS, SELF_SUBJECT_REVIEWS)
+BUILTINS = (NAMESPACES, SECRETS, CONFIGMAPS, EVENTS, EVENTS_V1, LEASES, SERVICEACCOUNTS, CRDS, ROLES, CLUSTERROLES,
+            ROLEBINDINGS, CLUSTERROLEBINDINGS, *REVIEWS)
 VIEWS = {EVENTS_V1.key: EVENTS}
 """Resources served as another resource's objects in another shape (see :mod:`.events`)."""
 
@@ -317,4 +340,16 @@ def invalid(rt: ResourceType, name: str, errors: Sequence[FieldError]) -> ApiErr
             "kind": rt.kind,
             "causes": [{"reason": err.reason, "message": err.detail, "field": err.field} for err in errors],
         },
+    )
+
+
+def invalid_update(rt: ResourceType, name: str) -> ApiError:
+    """A PUT without metadata.resourceVersion where unconditional updates are not allowed: the registry names
+    the resource (plural) where the kind would be, and prints the version as %#v of a uint64."""
+    detail = "Invalid value: 0x0: must be specified for an update"
+    return ApiError(
+        422,
+        f'{rt.group_resource} "{name}" is invalid: metadata.resourceVersion: {detail}',
+        details={"name": name, "group": rt.group, "kind": rt.plural,
+                 "causes": [{"reason": "FieldValueInvalid", "message": detail, "field": "metadata.resourceVersion"}]},
     )

@@ -66,6 +66,68 @@ _KINDS: dict[str, Schema] = {
         4: ("automountServiceAccountToken", "bool", None, False),
     },
 }
+# k8s.io/api/rbac/v1 and authorization/v1, authentication/v1 generated.proto (kubectl create role|rolebinding|
+# clusterrole|clusterrolebinding, kubectl auth can-i|whoami).
+_POLICY_RULE: Schema = {
+    1: ("verbs", "string", None, True),
+    2: ("apiGroups", "string", None, True),
+    3: ("resources", "string", None, True),
+    4: ("resourceNames", "string", None, True),
+    5: ("nonResourceURLs", "string", None, True),
+}
+_LABEL_SELECTOR: Schema = {
+    1: ("matchLabels", "map", _STRING_MAP, True),
+    2: ("matchExpressions", "message", {1: ("key", "string", None, False), 2: ("operator", "string", None, False),
+                                        3: ("values", "string", None, True)}, True),
+}
+_SUBJECT: Schema = {
+    1: ("kind", "string", None, False),
+    2: ("apiGroup", "string", None, False),
+    3: ("name", "string", None, False),
+    4: ("namespace", "string", None, False),
+}
+_ROLE_REF: Schema = {1: ("apiGroup", "string", None, False), 2: ("kind", "string", None, False),
+                     3: ("name", "string", None, False)}
+_ROLE: Schema = {1: ("metadata", "message", _OBJECT_META, False), 2: ("rules", "message", _POLICY_RULE, True)}
+_BINDING: Schema = {
+    1: ("metadata", "message", _OBJECT_META, False),
+    2: ("subjects", "message", _SUBJECT, True),
+    3: ("roleRef", "message", _ROLE_REF, False),
+}
+_RESOURCE_ATTRIBUTES: Schema = {
+    1: ("namespace", "string", None, False),
+    2: ("verb", "string", None, False),
+    3: ("group", "string", None, False),
+    4: ("version", "string", None, False),
+    5: ("resource", "string", None, False),
+    6: ("subresource", "string", None, False),
+    7: ("name", "string", None, False),
+}
+_NON_RESOURCE_ATTRIBUTES: Schema = {1: ("path", "string", None, False), 2: ("verb", "string", None, False)}
+_KINDS.update({
+    "Role": _ROLE,
+    "ClusterRole": {**_ROLE, 3: ("aggregationRule", "message",
+                                 {1: ("clusterRoleSelectors", "message", _LABEL_SELECTOR, True)}, False)},
+    "RoleBinding": _BINDING,
+    "ClusterRoleBinding": _BINDING,
+    "SelfSubjectAccessReview": {
+        1: ("metadata", "message", _OBJECT_META, False),
+        2: ("spec", "message", {1: ("resourceAttributes", "message", _RESOURCE_ATTRIBUTES, False),
+                                2: ("nonResourceAttributes", "message", _NON_RESOURCE_ATTRIBUTES, False)}, False),
+    },
+    "SubjectAccessReview": {
+        1: ("metadata", "message", _OBJECT_META, False),
+        2: ("spec", "message", {1: ("resourceAttributes", "message", _RESOURCE_ATTRIBUTES, False),
+                                2: ("nonResourceAttributes", "message", _NON_RESOURCE_ATTRIBUTES, False),
+                                3: ("user", "string", None, False), 4: ("groups", "string", None, True),
+                                6: ("uid", "string", None, False)}, False),
+    },
+    "SelfSubjectRulesReview": {
+        1: ("metadata", "message", _OBJECT_META, False),
+        2: ("spec", "message", {1: ("namespace", "string", None, False)}, False),
+    },
+    "SelfSubjectReview": {1: ("metadata", "message", _OBJECT_META, False)},
+})
 _UNKNOWN: Schema = {
     1: ("typeMeta", "message", {1: ("apiVersion", "string", None, False), 2: ("kind", "string", None, False)}, False),
     2: ("raw", "raw", None, False),

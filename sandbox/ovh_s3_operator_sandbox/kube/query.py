@@ -122,6 +122,36 @@ class Selector:
         return all(req.matches(labels) for req in self.labels) and all(req.matches(obj) for req in self.fields)
 
 
+_COMMON_FIELDS = ("metadata.name", "metadata.namespace")
+_EVENT_FIELDS = ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
+                 "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
+                 "reason", "reportingComponent", "source", "type")
+# The field selectors each built-in kind supports (its registry strategy's GetAttrs/ToSelectableFields and the
+# field label conversion funcs: pkg/registry/core/{secret,event,namespace}/strategy.go).
+SELECTABLE_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("", "Secret"): ("type",),
+    ("", "Event"): _EVENT_FIELDS,
+    ("events.k8s.io", "Event"): _EVENT_FIELDS,
+    ("", "Namespace"): ("status.phase",),
+}
+
+
+def check_field_selector(rt: Any, selector: Selector) -> None:
+    """400 for a field the resource cannot be selected by, worded as the API server words it: a custom
+    resource's ``"f" is not a known field selector: only "metadata.name", "metadata.namespace"``
+    (apiextensions-apiserver), a built-in's ``field label not supported: f`` (runtime.Scheme conversion)."""
+    extra = SELECTABLE_FIELDS.get((rt.group, rt.kind), ())
+    for requirement in selector.fields:
+        field = ".".join(requirement.path)
+        if field in _COMMON_FIELDS or field in extra:
+            continue
+        from ovh_s3_operator_sandbox.kube.model import ApiError
+
+        if rt.schema is not None:
+            raise ApiError(400, f'"{field}" is not a known field selector: only "metadata.name", "metadata.namespace"')
+        raise ApiError(400, f"field label not supported: {field}")
+
+
 # --------------------------------------------------------------------------------------------------
 # JSONPath (the Kubernetes dialect, as used in printer columns): .a.b, .a[0], .a[*].b, ['a.b'],
 # .a[?(@.k=="v")].b, [?(@.k)], optionally wrapped in {…} and/or prefixed with $.

@@ -1,8 +1,8 @@
 """Structural schemas of custom resources: pruning, defaulting and validation as the API server does.
 
 Validation uses jsonschema on the CRD's openAPIV3Schema with the ``x-kubernetes-*`` extensions
-removed and ``nullable`` turned into a ``null`` type; CEL rules (``x-kubernetes-validations``)
-are not evaluated. Errors are reported with Kubernetes' field paths and wording.
+removed and ``nullable`` turned into a ``null`` type; CEL rules (``x-kubernetes-validations``),
+list types and formats are checked by :mod:`.cel`. Errors are reported with Kubernetes' field paths and wording.
 """
 
 from __future__ import annotations
@@ -40,21 +40,36 @@ def _to_json_schema(node: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _prune(value: Any, schema: Mapping[str, Any]) -> None:
+def prune_unknown(value: Any, schema: Mapping[str, Any], definitions: Mapping[str, Mapping[str, Any]],
+                  path: str = "", pruned: list[str] | None = None) -> list[str]:
+    """Drop the fields a schema does not know (following ``$ref`` and ``allOf``), as Go decoding drops
+    them from built-in kinds and structural pruning from custom resources; returns their paths
+    (``spec.foo``, ``spec.items[0].bar``), which ``fieldValidation`` reports."""
+    pruned = [] if pruned is None else pruned
+    while True:
+        target = schema.get("$ref") or next((sub.get("$ref") for sub in schema.get("allOf") or () if
+                                             isinstance(sub, Mapping) and sub.get("$ref")), None)
+        if not isinstance(target, str) or schema.get("properties"):
+            break
+        schema = definitions.get(target.rsplit("/", 1)[-1], {})
     if isinstance(value, dict):
+        if schema.get("x-kubernetes-preserve-unknown-fields") is True and not schema.get("properties"):
+            return pruned
         properties = schema.get("properties") or {}
         additional = schema.get("additionalProperties")
-        preserve = schema.get("x-kubernetes-preserve-unknown-fields") is True
         for key in list(value):
+            where = f"{path}.{key}" if path else key
             if key in properties:
-                _prune(value[key], properties[key])
+                prune_unknown(value[key], properties[key], definitions, where, pruned)
             elif isinstance(additional, Mapping):
-                _prune(value[key], additional)
-            elif not (additional is True or preserve):
+                prune_unknown(value[key], additional, definitions, where, pruned)
+            elif not (additional is True or schema.get("x-kubernetes-preserve-unknown-fields") is True):
                 del value[key]
+                pruned.append(where)
     elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        for item in value:
-            _prune(item, schema["items"])
+        for index, item in enumerate(value):
+            prune_unknown(item, schema["items"], definitions, f"{path}[{index}]", pruned)
+    return pruned
 
 
 def _default(value: Any, schema: Mapping[str, Any]) -> None:
@@ -149,14 +164,17 @@ class StructuralSchema:
     """The openAPIV3Schema of one version of a CRD."""
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
+        self.schema = schema
         self._schema = schema
         self._validator = jsonschema.Draft202012Validator(_to_json_schema(schema))
 
-    def prune(self, obj: dict[str, Any]) -> None:
-        """Drop fields unknown to the schema (apiVersion, kind and metadata are kept as they are)."""
+    def prune(self, obj: dict[str, Any]) -> list[str]:
+        """Drop fields unknown to the schema (apiVersion, kind and metadata are kept: metadata is pruned as
+        ObjectMeta by the caller); returns the paths of the dropped fields."""
         kept = {key: obj.pop(key) for key in _ROOT_META if key in obj}
-        _prune(obj, self._schema)
+        pruned = prune_unknown(obj, self._schema, {})
         obj.update(kept)
+        return pruned
 
     def default(self, obj: dict[str, Any]) -> None:
         _default(obj, self._schema)

@@ -15,8 +15,8 @@ import asyncio
 import base64
 import binascii
 import collections
-import contextlib
-import functools
+import dataclasses
+import json
 import random
 import re
 import threading
@@ -24,9 +24,15 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ovh_s3_operator_sandbox.kube import auth, builtin_schemas, cel, validation
 from ovh_s3_operator_sandbox.kube.model import (
+    CLUSTERROLEBINDINGS,
+    CLUSTERROLES,
+    CONFIGMAPS,
     CRDS,
     NAMESPACES,
+    ROLEBINDINGS,
+    ROLES,
     SECRETS,
     ApiError,
     FieldError,
@@ -41,7 +47,7 @@ from ovh_s3_operator_sandbox.kube.model import (
     utcnow,
 )
 from ovh_s3_operator_sandbox.kube.query import Selector
-from ovh_s3_operator_sandbox.kube.schema import StructuralSchema
+from ovh_s3_operator_sandbox.kube.schema import StructuralSchema, prune_unknown
 
 ResourceKey = tuple[str, str, str]  # (group, version, plural)
 ObjectRef = tuple[ResourceKey, str, str]  # (resource, namespace or "", name)
@@ -67,9 +73,38 @@ _IMMUTABLE_FIELDS = (
     "generation",
 )
 ANNOTATIONS_LIMIT = 256 * 1024
+_RBAC_KEYS = (ROLES.key, CLUSTERROLES.key, ROLEBINDINGS.key, CLUSTERROLEBINDINGS.key)
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # as the API server's generateName suffixes
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+@dataclasses.dataclass
+class WriteOptions:
+    """How a write request asks to be handled: ``dryRun=All`` (everything but storing) and
+    ``fieldValidation`` (Strict: unknown fields are an error; Warn: ``warnings``; Ignore)."""
+
+    dry_run: bool = False
+    field_validation: str = "Ignore"
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    action: str = "create"  # create, update or patch: the wording of strict-validation errors
+
+    def unknown_fields(self, rt: ResourceType, paths: list[str]) -> None:
+        """Strict and Warn decoding of fields the schema does not know (``strict decoding error: unknown field``
+        of apimachinery's serializer; the create/update prefix is ``transformDecodeError`` of the handlers)."""
+        if not paths or self.field_validation == "Ignore":
+            return
+        problems = [f'unknown field "{path}"' for path in sorted(paths)]
+        if self.field_validation == "Warn":
+            self.warnings += problems
+            return
+        message = "strict decoding error: " + ", ".join(problems)
+        if self.action != "patch":
+            message = f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {message}'
+        raise ApiError(400, message)
+
+
+_DEFAULT_OPTIONS = WriteOptions()
 
 
 class Change:
@@ -138,6 +173,15 @@ def _spec_part(rt: ResourceType, obj: Obj) -> Obj:
     return {key: value for key, value in obj.items() if key not in excluded}
 
 
+OBJECT_META = f"{builtin_schemas.META}.ObjectMeta"
+
+
+def _tracks_generation(rt: ResourceType) -> bool:
+    """Custom resources and CRDs have a metadata.generation; the built-in kinds served here do not (their
+    registry strategies never set it)."""
+    return rt.schema is not None or rt.key == CRDS.key
+
+
 def _normalize_secret(obj: Obj) -> None:
     data = obj.get("data") or {}
     if not isinstance(data, dict):
@@ -187,6 +231,14 @@ def _normalize_crd(obj: Obj) -> list[ResourceType]:
 
 
 def _check_name(rt: ResourceType, name: str) -> None:
+    if rt.key in _RBAC_KEYS:
+        # pkg/apis/rbac/validation: ValidateRBACName is path.IsValidPathSegmentName
+        problems = [f"may not be '{name}'"] if name in (".", "..") else [
+            f"may not contain '{char}'" for char in "/%" if char in name]
+        if problems:
+            detail = f'Invalid value: "{name}": {", ".join(problems)}'
+            raise invalid(rt, name, [FieldError("metadata.name", "FieldValueInvalid", detail)])
+        return
     pattern, limit = (_DNS_LABEL, 63) if rt.key == NAMESPACES.key else (_DNS_SUBDOMAIN, 253)
     if len(name) > limit or not pattern.fullmatch(name):
         detail = (
@@ -219,6 +271,8 @@ class Store:
         self._log: collections.deque[Change] = collections.deque(maxlen=event_log_size)
         self._log_floor = 0  # the highest resource version no longer in the log
         self._watchers: dict[ResourceKey, set[Watcher]] = {}
+        # Called after every committed write, under the lock (controllers of the emulator).
+        self.listeners: list[Callable[[ResourceType, Change], None]] = []
 
     # ------------------------------------------------------------------------------------ types
 
@@ -264,6 +318,18 @@ class Store:
             if obj is None:
                 raise not_found(rt, name)
             return obj
+
+    def find(self, rt: ResourceType, namespace: str | None, name: str) -> Obj | None:
+        with self.lock:
+            return self._objects[rt.key].get((namespace or "", name))
+
+    def values(self, rt: ResourceType, namespace: str | None = None) -> list[Obj]:
+        """The objects of a resource (of one namespace, if given), unsorted."""
+        with self.lock:
+            objects = self._objects[rt.key].values()
+            if namespace is None:
+                return list(objects)
+            return [obj for obj in objects if obj["metadata"].get("namespace") == namespace]
 
     def select(self, rt: ResourceType, selector: Selector) -> tuple[list[Obj], int]:
         """Matching objects sorted by namespace and name, and the current resource version."""
@@ -316,7 +382,8 @@ class Store:
 
     # ------------------------------------------------------------------------------------ writes
 
-    def create(self, rt: ResourceType, namespace: str | None, obj: Obj) -> Obj:
+    def create(self, rt: ResourceType, namespace: str | None, obj: Obj, options: WriteOptions = _DEFAULT_OPTIONS
+               ) -> Obj:
         """Store a new object (``obj`` is consumed); namespace from the URL, else from the body."""
         with self.lock:
             self._set_type(rt, obj)
@@ -338,10 +405,14 @@ class Store:
                 raise already_exists(rt, name)
             for field in _SERVER_FIELDS:
                 meta.pop(field, None)
-            meta.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=rfc3339(utcnow()), generation=1)
+            meta.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=rfc3339(utcnow()))
+            if _tracks_generation(rt):
+                meta["generation"] = 1
             if rt.has_status:
                 obj.pop("status", None)
-            self._prepare(rt, obj)
+            self._prepare(rt, obj, None, options)
+            if options.dry_run:
+                return obj
             self._commit(rt, "ADDED", obj, None)
             return obj
 
@@ -352,6 +423,7 @@ class Store:
         name: str,
         change: Callable[[Obj], Obj],
         subresource: str | None = None,
+        options: WriteOptions = _DEFAULT_OPTIONS,
     ) -> Obj:
         """Apply ``change`` to a copy of the object (a patch or a replacement) and store it.
 
@@ -395,11 +467,13 @@ class Store:
                         f"found new finalizers {sorted(added)}"
                     )
                     raise invalid(rt, name, [FieldError("metadata.finalizers", "FieldValueForbidden", detail)])
-            self._prepare(rt, new)
+            self._prepare(rt, new, current, options)
             if new == current:
                 return current
-            if _spec_part(rt, new) != _spec_part(rt, current):
+            if _tracks_generation(rt) and _spec_part(rt, new) != _spec_part(rt, current):
                 meta["generation"] = int(cur_meta.get("generation", 0)) + 1
+            if options.dry_run:
+                return new
             if meta.get("deletionTimestamp") and not meta.get("finalizers") and rt.key != NAMESPACES.key:
                 return self._remove(rt, new, propagate=True, old=current)
             self._commit(rt, "MODIFIED", new, current)
@@ -407,10 +481,40 @@ class Store:
                 return self._finish_namespace(name) or new
             return new
 
-    def delete(self, rt: ResourceType, namespace: str | None, name: str, *, propagate: bool = True) -> Obj:
-        """Delete an object: mark it if it has finalizers, else remove it and collect its dependents."""
+    def encode_continue(self, rv: int, key: tuple[str, str]) -> str:
+        """A list's continue token: its resource version and the last key returned."""
+        return base64.urlsafe_b64encode(json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": list(key)}).encode()
+                                        ).decode()
+
+    def decode_continue(self, token: str) -> tuple[int, tuple[str, str]]:
+        try:
+            data = json.loads(base64.urlsafe_b64decode(token.encode()))
+            rv, start = int(data["rv"]), (str(data["start"][0]), str(data["start"][1]))
+        except (ValueError, KeyError, IndexError, TypeError, binascii.Error):
+            raise ApiError(400, "continue key is not valid: incorrect encoded start resourceVersion (version "
+                                "meta.k8s.io/v1)") from None
+        if rv < self._log_floor:
+            raise ApiError(410, "The provided continue parameter is too old to display a consistent list result. "
+                                "You can start a new list without the continue parameter.", reason="Expired")
+        return rv, start
+
+    def delete(self, rt: ResourceType, namespace: str | None, name: str, *, propagation: str = "Background",
+               dry_run: bool = False) -> Obj:
+        """Delete an object: mark it if it has finalizers, else remove it and collect its dependents.
+        A dry run answers what the deletion would answer and changes nothing."""
         with self.lock:
-            return self._delete(rt, self.get(rt, namespace, name), propagate)
+            obj = self.get(rt, namespace, name)
+            gc_finalizer = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}.get(propagation)
+            if gc_finalizer and rt.key != NAMESPACES.key and not _meta(obj).get("deletionTimestamp"):
+                # The API server hands the deletion to the garbage collector with a finalizer
+                # (registry store's deletionFinalizersForGarbageCollection).
+                obj = clone(obj)
+                _meta(obj)["finalizers"] = [*(_meta(obj).get("finalizers") or ()), gc_finalizer]
+            if not dry_run:
+                return self._delete(rt, obj, propagation != "Orphan")
+            if rt.key != NAMESPACES.key and (not _meta(obj).get("finalizers") or _meta(obj).get("deletionTimestamp")):
+                return obj
+            return self._marked(rt, obj)
 
     # ---------------------------------------------------------------------------------- helpers
 
@@ -439,25 +543,46 @@ class Store:
         meta["namespace"] = namespace
         return namespace
 
-    def _prepare(self, rt: ResourceType, obj: Obj) -> None:
-        """Built-in normalization, then schema pruning, defaulting and validation."""
+    def _prepare(self, rt: ResourceType, obj: Obj, old: Obj | None, options: WriteOptions = _DEFAULT_OPTIONS
+                 ) -> None:
+        """Unknown fields dropped, built-in normalization, then schema pruning, defaulting and validation."""
+        schema = self._schemas.get(rt.key)
+        definition = builtin_schemas.DEFINITIONS.get(
+            builtin_schemas.definition_name(rt.group, rt.version, rt.kind)) if schema is None else None
+        if definition is not None:  # built-in kinds: Go decoding drops unknown fields
+            options.unknown_fields(rt, prune_unknown(obj, definition, builtin_schemas.DEFINITIONS))
+        elif schema is not None and self._validate:
+            meta = prune_unknown(obj.get("metadata"), builtin_schemas.DEFINITIONS[OBJECT_META],
+                                 builtin_schemas.DEFINITIONS, "metadata")
+            options.unknown_fields(rt, meta + schema.prune(obj))
         annotations = _meta(obj).get("annotations") or {}
         size = sum(len(str(key)) + len(str(value)) for key, value in annotations.items())
         if size > ANNOTATIONS_LIMIT:
             # apimachinery's ValidateAnnotations: TotalAnnotationSizeLimitB = 256 KiB
             detail = f"Too long: may not be more than {ANNOTATIONS_LIMIT} bytes"
             raise invalid(rt, _meta(obj)["name"], [FieldError("metadata.annotations", "FieldValueTooLong", detail)])
+        meta_errors = validation.validate_metadata(_meta(obj))
+        if meta_errors:
+            raise invalid(rt, _meta(obj)["name"], meta_errors)
+        if rt.key in (SECRETS.key, CONFIGMAPS.key):
+            data_errors = validation.validate_data(rt.kind, obj, old)
+            if data_errors:
+                raise invalid(rt, _meta(obj)["name"], data_errors)
         if rt.key == SECRETS.key:
             _normalize_secret(obj)
         elif rt.key == NAMESPACES.key:
             _normalize_namespace(obj)
         elif rt.key == CRDS.key:
             _normalize_crd(obj)
-        schema = self._schemas.get(rt.key)
+        elif rt.key in _RBAC_KEYS:
+            auth.default_rbac(rt, obj)
+            rbac_errors = auth.validate_rbac(rt, obj, old)
+            if rbac_errors:
+                raise invalid(rt, _meta(obj)["name"], rbac_errors)
         if schema is not None and self._validate:
-            schema.prune(obj)
             schema.default(obj)
             errors = schema.validate(obj)
+            errors += cel.validate(schema.schema, obj, old if old is not None else cel.MISSING)
             if errors:
                 raise invalid(rt, _meta(obj)["name"], errors)
 
@@ -489,15 +614,25 @@ class Store:
             watcher.offer(change)
         if rt.key == CRDS.key:
             self._sync_crd_types(meta["name"], obj if type_ != "DELETED" else None)
+        for listener in self.listeners:
+            listener(rt, change)
 
-    def _mark_deleted(self, rt: ResourceType, obj: Obj) -> Obj:
-        """Start a graceful deletion: deletionTimestamp, and a new generation as the API server does."""
+    def _marked(self, rt: ResourceType, obj: Obj) -> Obj:
+        """The object with a deletionTimestamp, and a new generation if it has one (``rest.BeforeDelete``)."""
         marked = clone(obj)
         meta = _meta(marked)
+        if meta.get("deletionTimestamp"):
+            return marked
         meta.update(deletionTimestamp=rfc3339(utcnow()), deletionGracePeriodSeconds=0)
-        meta["generation"] = int(meta.get("generation", 0)) + 1
+        if int(meta.get("generation") or 0) > 0:
+            meta["generation"] = int(meta["generation"]) + 1
         if rt.key == NAMESPACES.key:
             _normalize_namespace(marked)
+        return marked
+
+    def _mark_deleted(self, rt: ResourceType, obj: Obj) -> Obj:
+        """Start a graceful deletion."""
+        marked = self._marked(rt, obj)
         self._commit(rt, "MODIFIED", marked, obj)
         return marked
 
@@ -514,25 +649,29 @@ class Store:
         return self._mark_deleted(rt, obj)
 
     def _remove(self, rt: ResourceType, obj: Obj, propagate: bool, old: Obj | None = None) -> Obj:
-        """Remove an object for good: DELETED event, then garbage collection of its dependents."""
+        """Remove an object for good (its dependents are the garbage collector's, :mod:`.gc`)."""
         final = {**obj, "metadata": dict(_meta(obj))}
         self._commit(rt, "DELETED", final, old if old is not None else obj)
-        uid = _meta(obj)["uid"]
-        for ref in sorted(self._dependents.pop(uid, set())):
-            dependent = self._lookup(ref)
-            if dependent is None:
-                continue
-            owners = [o for o in _meta(dependent).get("ownerReferences") or () if o.get("uid") != uid]
-            if propagate and not any(owner.get("uid") in self._by_uid for owner in owners):
-                self._delete(self._types[ref[0]], dependent, propagate)
-            else:  # orphaned, or kept by another owner: only the dangling reference goes
-                change = functools.partial(_set_owners, owners=owners)
-                with contextlib.suppress(ApiError):  # e.g. invalid under a newer schema: left as is
-                    self.update(self._types[ref[0]], ref[1], ref[2], change)
         namespace = _meta(obj).get("namespace")
         if namespace:
             self._finish_namespace(namespace)
         return final
+
+    def dependents_of(self, uid: str) -> list[ObjectRef]:
+        """The objects whose ownerReferences name ``uid``."""
+        with self.lock:
+            return sorted(self._dependents.get(uid, ()))
+
+    def ref_of(self, uid: str | None) -> ObjectRef | None:
+        with self.lock:
+            return self._by_uid.get(uid or "")
+
+    def type_of(self, ref: ObjectRef) -> ResourceType:
+        return self._types[ref[0]]
+
+    def lookup(self, ref: ObjectRef) -> Obj | None:
+        with self.lock:
+            return self._lookup(ref)
 
     def _lookup(self, ref: ObjectRef) -> Obj | None:
         objects = self._objects.get(ref[0])
@@ -566,11 +705,3 @@ class Store:
             self._unregister(key)
         for rt in served:
             self.register(rt)
-
-
-def _set_owners(obj: Obj, owners: list[Mapping[str, Any]]) -> Obj:
-    if owners:
-        _meta(obj)["ownerReferences"] = owners
-    else:
-        _meta(obj).pop("ownerReferences", None)
-    return obj
