@@ -3,10 +3,11 @@
 The platform team writes cluster-scoped ``OVHObjectStorageAccessPolicy`` objects. Each selects
 namespaces by label and says which buckets (globs, each with the most access it may get and
 optionally the object-key prefixes allowed), which OVH roles and which regions they may use,
-whether a raw S3 policy is allowed at all, and whether existing OVH users may be adopted. A
+whether a raw S3 policy is allowed at all, whether existing OVH users may be adopted, and whether
+an OVH user may outlive its resource (``deletionPolicy: Retain``). A
 namespace gets the union of every policy that selects it; a namespace no policy selects gets
 ``OVH_S3_OPERATOR_DEFAULT_ACCESS``: ``deny`` (nothing) or ``allow`` (any bucket and region, a raw
-policy, but only the ``objectstore_operator`` role; no adoption).
+policy, but only the ``objectstore_operator`` role; no adoption, no Retain).
 
 The check is conservative: a wildcard in what a tenant asks for is allowed only when it provably
 stays inside an allowed pattern (decided on its literal beginning), so an allowance can only turn
@@ -20,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import OBJECTSTORE_OPERATOR, Access, Grant, Spec
+from .model import OBJECTSTORE_OPERATOR, Access, DeletionPolicy, Grant, Spec
 from .policy import ARN_PREFIX
 
 POLICY_PLURAL = "ovhobjectstorageaccesspolicies"
@@ -79,6 +80,7 @@ class Allowance:
     regions: tuple[str, ...] = ()
     raw_policy: bool = False
     allow_adoption: bool = False
+    allow_retain: bool = False
     default: str | None = None  # the operator's default, when no policy selects the namespace
 
     def source(self, namespace: str) -> str:
@@ -104,6 +106,7 @@ class AccessPolicy:
     regions: tuple[str, ...]
     raw_policy: bool
     allow_adoption: bool = False
+    allow_retain: bool = False
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> AccessPolicy:
@@ -116,7 +119,8 @@ class AccessPolicy:
                    selector=selector if isinstance(selector, Mapping) else {"matchLabels": {"-": "-"}},
                    buckets=buckets, roles=frozenset(str(r) for r in spec.get("roles") or ()),
                    regions=tuple(str(r) for r in spec.get("regions") or ()),
-                   raw_policy=spec.get("allowRawPolicy") is True, allow_adoption=spec.get("allowAdoption") is True)
+                   raw_policy=spec.get("allowRawPolicy") is True, allow_adoption=spec.get("allowAdoption") is True,
+                   allow_retain=spec.get("allowRetain") is True)
 
     def selects(self, labels: Mapping[str, str]) -> bool:
         return selector_matches(self.selector, labels)
@@ -182,6 +186,7 @@ class AccessIndex:
             regions=tuple(region for p in selecting for region in p.regions),
             raw_policy=any(p.raw_policy for p in selecting),
             allow_adoption=any(p.allow_adoption for p in selecting),
+            allow_retain=any(p.allow_retain for p in selecting),
         )
 
 
@@ -298,4 +303,6 @@ def check(spec: Spec, region: str, allowance: Allowance) -> Verdict:
     problems += [f"role {role}" for role in spec.roles if role not in allowance.roles]
     if not any(_glob(pattern).fullmatch(region) for pattern in allowance.regions):
         problems.append(f"region {region}")
+    if spec.deletion_policy is DeletionPolicy.RETAIN and not allowance.allow_retain:
+        problems.append("spec.deletionPolicy Retain (keeping the OVH user and its keys after the resource)")
     return Verdict(tuple(grants), policy, roles, tuple(problems))

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     """Delay before retrying after a failure that needs a human (credentials rejected, OVH 400)."""
     drift_interval: float = Field(1800.0, ge=0)
     """Seconds between drift checks against OVH per resource (0 disables them)."""
+    rotation_request_interval: float = Field(60.0, ge=0)
+    """Least seconds between two key rotations asked for with the annotation (bounds what a tenant
+    can spend of the OVH rate budget by re-annotating)."""
     cluster_id: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{1,64}$")
     """Marks the OVH users of this cluster; default: the uid of the kube-system namespace."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,16 +59,16 @@ class Grant(BaseModel):
         return value
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(s|m|h)")
+_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in a duration as Kubernetes writes them (Go's ``time.ParseDuration``, e.g. ``90s``,
-    ``1h30m``, ``720h``; no sign, no days: Go has none)."""
+    """Whole seconds (rounded up) in a duration as Kubernetes writes them (Go's ``time.ParseDuration``
+    with the units s, m and h, e.g. ``90s``, ``1h30m``, ``720h``; no sign, no days: Go has none)."""
     if not text or _DURATION.sub("", text) != "":
         raise ValueError(f"invalid duration {text!r}: use a number and a unit (s, m or h), e.g. 90s, 1h or 720h")
-    return sum(float(number) * _UNITS[unit] for number, unit in _DURATION.findall(text))
+    return float(math.ceil(sum(float(number) * _UNITS[unit] for number, unit in _DURATION.findall(text))))
 
 
 def format_duration(seconds: float) -> str:
@@ -140,13 +141,6 @@ class Spec(BaseModel):
     deletion_policy: DeletionPolicy | None = Field(None, alias="deletionPolicy")
     user_id: int | None = Field(None, alias="userId", ge=1, le=2**63 - 1)
     """An existing OVH user to adopt instead of creating one."""
-
-    @property
-    def effective_deletion_policy(self) -> DeletionPolicy:
-        """What deleting the resource does: an adopted user is kept unless Delete is set explicitly."""
-        if self.deletion_policy is not None:
-            return self.deletion_policy
-        return DeletionPolicy.RETAIN if self.user_id is not None else DeletionPolicy.DELETE
 
     @field_validator("description")
     @classmethod

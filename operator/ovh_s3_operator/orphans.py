@@ -5,8 +5,10 @@ is forced out of etcd), nothing else would: the user and its keys would stay val
 sweep lists the project's users and keeps those that carry this cluster's marker and are older
 than the grace period (``OVH_S3_OPERATOR_ORPHAN_GRACE``, never less than the creation window, so that
 a user whose creation is still being recorded is never taken for an orphan); for each one it reads the
-resource its description names. Only when that resource is gone (or is a new resource with the same
-name) is the user deleted, with a log line and an event in the resource's namespace.
+resource its description names. Only when no resource of that namespace has the uid of the marker (a
+description may cut the name short) is the user deleted, with a log line and an event in the
+resource's namespace. The sweep also drops the register's entries of retained users OVH no
+longer has.
 
 Never touched: users without a marker, users of another cluster (another cluster id), users whose
 description names no resource, users whose resource cannot be read (forbidden, API errors), and the
@@ -36,7 +38,8 @@ async def sweep(ctx: Context) -> list[int]:
         logger.warning("Skipping the orphan sweep: cannot read the register of retained and adopted users (%s)",
                        error.message)
         return deleted
-    for user in await ctx.ovh.list_users(max_age=60.0):
+    users = await ctx.ovh.list_users(max_age=60.0)
+    for user in users:
         marked = read_marker(user.description)
         if (marked is None or marked.marker.cluster != ctx.cluster_id or user.status in GONE_STATUSES
                 or user.id in kept):
@@ -45,11 +48,12 @@ async def sweep(ctx: Context) -> list[int]:
         if age is None or age < grace or not marked.namespace or not marked.name:
             continue
         try:
-            body = await ctx.kube.read_resource(marked.namespace, marked.name)
+            if await _resource_exists(ctx, marked.namespace, marked.name, marked.marker.uid):
+                continue
+            if user.id in await ctx.registry.kept_users():  # retained or adopted meanwhile
+                continue
         except OperatorError as error:
             logger.debug("Cannot tell whether OVH user %d is an orphan: %s", user.id, error.message)
-            continue
-        if body is not None and (body.get("metadata") or {}).get("uid") == marked.marker.uid:
             continue
         if await ctx.ovh.delete_user(user.id):
             message = (f"Deleted OVH user {user.id}: its resource {marked.namespace}/{marked.name} "
@@ -59,4 +63,17 @@ async def sweep(ctx: Context) -> list[int]:
                              "name": marked.name, "uid": marked.marker.uid}, "OrphanDeleted", message, warning=True)
             deleted.append(user.id)
             metrics.ORPHANS.inc()
+    try:
+        await ctx.registry.forget_missing({u.id for u in await ctx.ovh.list_users()})
+    except OperatorError as error:
+        logger.warning("Could not drop the register entries of users OVH no longer has: %s", error.message)
     return deleted
+
+
+async def _resource_exists(ctx: Context, namespace: str, name: str, uid: str) -> bool:
+    """Whether the resource with ``uid`` exists. The name comes from an OVH user's description, which
+    may be cut short: when no resource of that name has the uid, the namespace is searched for it."""
+    body = await ctx.kube.read_resource(namespace, name)
+    if body is not None and (body.get("metadata") or {}).get("uid") == uid:
+        return True
+    return any((item.get("metadata") or {}).get("uid") == uid for item in await ctx.kube.list_resources(namespace))

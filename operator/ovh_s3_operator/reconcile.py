@@ -130,8 +130,6 @@ class Memory:
     deleting: set[int] | None = None
     """The users the finalizer is deleting."""
     delete_sent: set[int] = field(default_factory=set)
-    rotated_from: str | None = None
-    """The key this process replaced at the last rotation: proof enough to delete it from an adopted user."""
 
     def reset(self, uid: str) -> None:
         """Forget everything: the resource was seen for the first time, or replaced by a namesake."""
@@ -311,8 +309,7 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
     denied = f"Not allowed in namespace {resource.namespace}: {', '.join(verdict.problems)}. " + \
         allowance.source(resource.namespace)
     if spec.user_id is not None and not allowance.allow_adoption:
-        if recorded.user_id or recorded.secret_name:  # adopted before: the namespace may no longer hold it
-            await _let_go(ctx, resource, status, journal, memory, secret_name, spec.user_id)
+        await _let_go(ctx, resource, status, journal, memory, secret_name, spec.user_id)
         raise AccessDenied(f"spec.userId: namespace {resource.namespace} may not adopt existing OVH users. "
                            + allowance.source(resource.namespace))
     if not verdict.allowed and not (recorded.user_id or recorded.user_requested_at):
@@ -321,13 +318,16 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
     observed = memory.secret = await secret_writer.observe(ctx.kube, resource, secret_name, memory.secret)
 
     _first_verification(ctx, resource, memory)
-    now = ctx.now()
+    now = ctx.now().replace(microsecond=0)  # the resolution of the times in status
     verified = memory.verified_at is not None and ctx.clock() - memory.verified_at < ctx.drift_interval()
     if (verified and verdict.allowed and resource.is_ready and recorded.secret_name == secret_name
-            and not _key_work_due(resource, spec, recorded, now)):
+            and not _key_work_due(ctx, resource, spec, recorded, now)):
         # OVH was checked recently and nothing changed since: at most the Secret needs its values back.
         assert recorded.ready is not None
-        ready = Outcome(True, recorded.ready.reason, recorded.ready.message, after=_next_key_work(spec, recorded, now))
+        status.record_later(**_schedule(spec, recorded, _issued_at(recorded, now) or now,
+                                        recorded.previous_access_key_id))
+        ready = Outcome(True, recorded.ready.reason, recorded.ready.message,
+                        after=_next_key_work(ctx, resource, spec, recorded, now))
         if recorded.user_id and observed is not None and observed.up_to_date(recorded.access_key_id, region):
             return ready
         verified_pair = (memory.verified_user, memory.verified_key)
@@ -339,8 +339,10 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
                 memory.verified_at = None  # the key is gone: check everything
 
     if not verdict.roles:
-        await _revoke(ctx, resource, status, journal, memory, secret_name)
-        raise AccessDenied(f"None of spec.roles is allowed: the OVH user keeps no S3 key. {denied}")
+        await _revoke(ctx, resource, status, journal, memory, secret_name, spec.user_id)
+        kept = "the keys the operator issued for the OVH user are deleted" if spec.user_id else \
+            "the OVH user keeps no S3 key"
+        raise AccessDenied(f"None of spec.roles is allowed: {kept}. {denied}")
     offered = await ctx.ovh.list_roles()
     unknown = sorted(set(spec.roles) - offered)
     if unknown:
@@ -357,11 +359,12 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
         journal.note("RolesChanged", f"Changed the roles of OVH user {user.id} to {', '.join(verdict.roles)}")
     await _ensure_policy(ctx, user, compile_policy(verdict.grants, verdict.policy), journal, memory,
                          repair=resource.is_ready)
-    access, secret, extra_keys = await _ensure_key(ctx, resource, spec, user, status, observed, journal, memory)
+    plan = await _plan_keys(ctx, resource, spec, user, status, observed, journal, memory, now)
+    access = plan.access
 
-    if secret is not None or observed is None or not observed.up_to_date(access, region):
+    if plan.secret is not None or observed is None or not observed.up_to_date(access, region):
         memory.secret = await secret_writer.write(ctx.kube, resource, secret_name, observed, access=access,
-                                                  secret=secret, region=region)
+                                                  secret=plan.secret, region=region)
         journal.note("SecretWritten", f"Wrote the S3 credentials of OVH user {user.id} to Secret {secret_name}")
     previous_secret = status.status.secret_name
     if (previous_secret and previous_secret != secret_name
@@ -371,9 +374,13 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
     served = resource.annotations.get(ROTATE_ANNOTATION, recorded.last_rotation_request)
     status.record_later(access_key_id=access, secret_name=secret_name, pending_rotation_request=None,
                         last_rotation_request=served)
-
-    for key in extra_keys:
-        await ctx.ovh.delete_s3_credentials(user.id, key)
+    # Keys go only now that the Secret holds another one.
+    for key, why in plan.retire:
+        await _delete_key(ctx, resource, spec, user, key)
+        metrics.ROTATIONS.labels("completed").inc()
+        journal.note("KeyDeleted", f"Deleted S3 access key {key} of OVH user {user.id}: {why}")
+    for key in plan.strays:
+        await _delete_key(ctx, resource, spec, user, key)
         metrics.DRIFT_REPAIRS.labels("stray-key").inc()
         journal.note("KeyDeleted", f"Deleted S3 access key {key} of OVH user {user.id}: the Secret holds another key")
     if memory.fresh_user != user.id and spec.user_id is None:
@@ -383,7 +390,7 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
     if not verdict.allowed:
         return Outcome.failed(AccessDenied(f"OVH user {user.id} keeps only what is allowed. {denied}"))
     return Outcome(True, "Reconciled", f"OVH user {user.id} is ready; S3 credentials are in Secret {secret_name}",
-                   after=_next_key_work(spec, status.status, ctx.now()))
+                   after=_next_key_work(ctx, resource, spec, status.status, now))
 
 
 async def _restore_secret(ctx: Context, resource: Resource, journal: Journal, memory: Memory,
@@ -401,35 +408,54 @@ async def _restore_secret(ctx: Context, resource: Resource, journal: Journal, me
 
 
 async def _revoke(ctx: Context, resource: Resource, status: StatusWriter, journal: Journal, memory: Memory,
-                  secret_name: str) -> None:
-    """Take every S3 key away from the resource's user (none of its roles is allowed any more)."""
+                  secret_name: str, adopted: int | None) -> None:
+    """Take the S3 keys away from the resource (none of its roles is allowed any more): every key of a
+    user it created, and its policy; of an adopted user, the keys the operator issued."""
     recorded = status.status
-    user = await ctx.ovh.get_user(recorded.user_id) if recorded.user_id else None
-    if user is not None and ctx.marker(resource).is_on(user.description):
-        await ctx.ovh.apply_policy(user.id, {"Statement": []})
-        for key in await ctx.ovh.list_s3_credentials(user.id):
-            await ctx.ovh.delete_s3_credentials(user.id, key)
-            journal.warn("KeyRevoked", f"Deleted S3 access key {key} of OVH user {user.id}: its roles are not "
-                                       "allowed in this namespace any more")
+    why = "its roles are not allowed in this namespace any more"
+    if adopted is not None:
+        entry = await ctx.registry.entry(adopted)
+        if entry.holder is not None and entry.holder.uid == resource.uid and entry.issued:
+            for key in sorted(entry.issued & set(await ctx.ovh.list_s3_credentials(adopted))):
+                await ctx.ovh.delete_s3_credentials(adopted, key)
+                journal.warn("KeyRevoked", f"Deleted S3 access key {key} of OVH user {adopted}: {why}")
+            await ctx.registry.deleted(adopted, resource, entry.issued)
+    else:
+        user = await ctx.ovh.get_user(recorded.user_id) if recorded.user_id else None
+        if user is not None and ctx.marker(resource).is_on(user.description):
+            await ctx.ovh.apply_policy(user.id, {"Statement": []})
+            for key in await ctx.ovh.list_s3_credentials(user.id):
+                await ctx.ovh.delete_s3_credentials(user.id, key)
+                journal.warn("KeyRevoked", f"Deleted S3 access key {key} of OVH user {user.id}: {why}")
     for name in {secret_name, recorded.secret_name} - {None}:
         assert name is not None
         if await secret_writer.delete_if_owned(ctx.kube, resource, name):
             journal.warn("SecretDeleted", f"Deleted Secret {name}: it held a key that was revoked")
     memory.secret = None
-    await status.record(access_key_id=None, secret_name=None)
+    await status.record(access_key_id=None, secret_name=None, previous_access_key_id=None, previous_key_expiry=None)
 
 
 async def _let_go(ctx: Context, resource: Resource, status: StatusWriter, journal: Journal, memory: Memory,
                   secret_name: str, user_id: int) -> None:
-    """Stop holding an adopted user the namespace may no longer adopt: its Secret goes, the user and its
-    keys stay in OVH (they were not the operator's to begin with)."""
-    await _revoke(ctx, resource, status, journal, memory, secret_name)
-    await ctx.registry.release(user_id, resource, retain_since=None)
-    if status.status.user_id is not None:
-        journal.warn("UserReleased", f"Stopped managing adopted OVH user {user_id}: adoption is no longer allowed "
-                                     "in this namespace. The user and its S3 keys stay in OVH")
+    """Stop holding an adopted user the namespace may no longer adopt: the keys the operator issued and
+    the Secret go; the user stays in OVH (recorded as retained if this cluster once created it)."""
+    holder = (await ctx.registry.entry(user_id)).holder
+    if holder is None or holder.uid != resource.uid:
+        return
+    await _revoke(ctx, resource, status, journal, memory, secret_name, user_id)
+    await ctx.registry.release(user_id, resource, retain_since=await _retain_since(ctx, user_id))
+    journal.warn("UserReleased", f"Stopped managing adopted OVH user {user_id}: adoption is no longer allowed in "
+                                 "this namespace. The keys the operator issued are deleted; the user stays in OVH")
     memory.verified_at = memory.verified_user = memory.verified_key = None
     await status.record(user_id=None, username=None)
+
+
+async def _retain_since(ctx: Context, user_id: int) -> datetime.datetime | None:
+    """Now, if the user carries this cluster's marker (the orphan sweep must then leave it alone once
+    no resource holds it), else None."""
+    user = await ctx.ovh.get_user(user_id)
+    marked = read_marker(user.description) if user is not None else None
+    return ctx.now() if marked is not None and marked.marker.cluster == ctx.cluster_id else None
 
 
 async def _adopted_user(ctx: Context, resource: Resource, status: StatusWriter, user_id: int,
@@ -438,16 +464,17 @@ async def _adopted_user(ctx: Context, resource: Resource, status: StatusWriter, 
 
     Trusted because spec.userId names it, an access policy lets the namespace adopt, and the register
     (:mod:`.registry`) records this resource as its only holder; never because of status. A user is
-    refused when OVH does not have it, when it carries the marker of another cluster or of another
-    live resource, when it has roles the namespace may not use, or when another live resource holds it.
+    refused when OVH does not have it, when this cluster or another one created it (unless it was
+    retained, and has no keys left), when it has roles the namespace may not use, or when another live
+    resource holds it.
     """
     user = await ctx.ovh.get_user(user_id)
     if user is None or user.status in GONE_STATUSES:
         raise AdoptionRefused(f"spec.userId: the OVH project has no user {user_id}; check the id in the OVH "
                               "console (Public Cloud, Users & Roles)")
-    holder = await ctx.registry.holder(user_id)
-    if holder is None or holder.uid != resource.uid:
-        await _check_adoptable(ctx, resource, user, allowed_roles)
+    entry = await ctx.registry.entry(user_id)
+    if entry.holder is None or entry.holder.uid != resource.uid:
+        await _check_adoptable(ctx, resource, user, allowed_roles, entry.retained)
 
         async def alive(other: Holder) -> bool:
             body = await ctx.kube.read_resource(other.namespace, other.name)
@@ -465,16 +492,20 @@ async def _adopted_user(ctx: Context, resource: Resource, status: StatusWriter, 
     return user
 
 
-async def _check_adoptable(ctx: Context, resource: Resource, user: OVHUser, allowed_roles: frozenset[str]) -> None:
+async def _check_adoptable(ctx: Context, resource: Resource, user: OVHUser, allowed_roles: frozenset[str],
+                           retained: bool) -> None:
     marked = read_marker(user.description)
     if marked is not None and marked.marker.cluster != ctx.cluster_id:
         raise AdoptionRefused(f"spec.userId: OVH user {user.id} belongs to the ovh-s3-operator of another cluster "
                               f"({marked.marker.cluster}); it cannot be adopted here")
-    if marked is not None and marked.namespace and marked.name:
-        body = await ctx.kube.read_resource(marked.namespace, marked.name)
-        if body is not None and (body.get("metadata") or {}).get("uid") == marked.marker.uid:
-            raise AdoptionRefused(f"spec.userId: OVH user {user.id} belongs to resource {marked.namespace}/"
-                                  f"{marked.name}; one OVH user belongs to one resource")
+    if marked is not None:
+        # The name in a description may be cut short: whose it is comes from the register, not from it.
+        if not retained:
+            raise AdoptionRefused(f"spec.userId: OVH user {user.id} was created by this operator for another "
+                                  "resource; only a user left with deletionPolicy Retain can be adopted")
+        if await ctx.ovh.list_s3_credentials(user.id):
+            raise AdoptionRefused(f"spec.userId: OVH user {user.id} was retained with S3 keys its former holders "
+                                  "may still have; delete them in the OVH console first")
     forbidden = sorted(set(user.roles) - allowed_roles)
     if forbidden:
         raise AccessDenied(f"spec.userId: OVH user {user.id} has roles this namespace may not use "
@@ -597,159 +628,167 @@ async def _ensure_policy(ctx: Context, user: OVHUser, desired: dict[str, Any], j
 
 # --- keys and their rotation ---------------------------------------------------------------------
 
+def _issued_at(recorded: Status, now: datetime.datetime) -> datetime.datetime | None:
+    """When the current key was issued, as recorded; None if unrecorded or in the future (a tenant may
+    have written it)."""
+    issued = recorded.last_rotation_time
+    return issued if issued is not None and issued <= now else None
 
-def _rotation_due(resource: Resource, spec: Spec, recorded: Status, now: datetime.datetime) -> bool:
-    """A rotation was asked for (a new value of the rotate annotation) or its interval has passed."""
+
+def _rotation_due_at(ctx: Context, resource: Resource, spec: Spec, recorded: Status,
+                     now: datetime.datetime) -> datetime.datetime | None:
+    """When the next rotation is due: asked for by a new value of the annotation (at most one every
+    OVH_S3_OPERATOR_ROTATION_REQUEST_INTERVAL), or the interval after the key was issued; None if none is."""
+    issued = _issued_at(recorded, now)
+    moments = []
     request = resource.annotations.get(ROTATE_ANNOTATION)
     if request is not None and request not in (recorded.last_rotation_request, recorded.pending_rotation_request):
-        return True
-    issued = recorded.last_rotation_time
-    interval = spec.rotation.interval
-    return interval is not None and issued is not None and now >= issued + datetime.timedelta(seconds=interval)
+        spacing = datetime.timedelta(seconds=ctx.settings.rotation_request_interval)
+        moments.append(max(issued + spacing, now) if issued else now)
+    if spec.rotation.interval is not None and issued is not None:
+        moments.append(issued + datetime.timedelta(seconds=spec.rotation.interval))
+    return min(moments, default=None)
 
 
-def _previous_expiry(spec: Spec, recorded: Status) -> datetime.datetime | None:
-    """When the previous key stops being valid: a grace period after the rotation that replaced it."""
-    if recorded.last_rotation_time is None:
-        return None
-    return recorded.last_rotation_time + datetime.timedelta(seconds=spec.rotation.grace_period)
+def _previous_expiry(spec: Spec, recorded: Status, now: datetime.datetime) -> datetime.datetime:
+    """When the previous key goes: a grace period after the rotation that replaced it."""
+    issued = _issued_at(recorded, now)
+    return issued + datetime.timedelta(seconds=spec.rotation.grace_period) if issued else now
 
 
-def _key_work_due(resource: Resource, spec: Spec, recorded: Status, now: datetime.datetime) -> bool:
+def _key_work_due(ctx: Context, resource: Resource, spec: Spec, recorded: Status, now: datetime.datetime) -> bool:
     """Whether keys need work now, from the resource alone (no OVH call)."""
-    if _rotation_due(resource, spec, recorded, now):
+    due = _rotation_due_at(ctx, resource, spec, recorded, now)
+    if due is not None and due <= now:
         return True
-    if spec.rotation.interval is not None and recorded.next_rotation_time is None:
-        return True  # the schedule is not recorded yet
-    expiry = _previous_expiry(spec, recorded)
-    return recorded.previous_access_key_id is not None and (expiry is None or now >= expiry)
+    return recorded.previous_access_key_id is not None and _previous_expiry(spec, recorded, now) <= now
 
 
-def _next_key_work(spec: Spec, recorded: Status, now: datetime.datetime) -> float | None:
-    """Seconds until the keys need work by the clock: the previous key's grace period ends, or the
-    next scheduled rotation."""
-    moments = []
-    expiry = _previous_expiry(spec, recorded)
-    if recorded.previous_access_key_id is not None and expiry is not None:
-        moments.append(expiry)
-    if spec.rotation.interval is not None and recorded.next_rotation_time is not None:
-        moments.append(recorded.next_rotation_time)
-    if not moments:
-        return None
-    return max(0.0, (min(moments) - now).total_seconds())
+def _next_key_work(ctx: Context, resource: Resource, spec: Spec, recorded: Status,
+                   now: datetime.datetime) -> float | None:
+    """Seconds until the keys need work by the clock (a rotation, the end of a grace period)."""
+    moments = [_rotation_due_at(ctx, resource, spec, recorded, now)]
+    if recorded.previous_access_key_id is not None:
+        moments.append(_previous_expiry(spec, recorded, now))
+    due = min((m for m in moments if m is not None), default=None)
+    return None if due is None else max(1.0, (due - now).total_seconds())
 
 
-def _next_rotation(spec: Spec, issued: datetime.datetime | None) -> datetime.datetime | None:
-    if spec.rotation.interval is None or issued is None:
-        return None
-    return issued + datetime.timedelta(seconds=spec.rotation.interval)
+def _schedule(spec: Spec, recorded: Status, issued: datetime.datetime, previous: str | None) -> dict[str, Any]:
+    """The status fields that show the schedule (computed, never read back as facts)."""
+    interval, grace = spec.rotation.interval, spec.rotation.grace_period
+    return {"last_rotation_time": issued, "previous_access_key_id": previous,
+            "next_rotation_time": issued + datetime.timedelta(seconds=interval) if interval is not None else None,
+            "previous_key_expiry": issued + datetime.timedelta(seconds=grace) if previous else None}
 
 
-async def _create_key(ctx: Context, user: OVHUser, journal: Journal, memory: Memory) -> S3Credential:
+@dataclass
+class KeyPlan:
+    """The key the Secret must hold (with its secret when the Secret must be written), and the keys to
+    delete once it does."""
+
+    access: str
+    secret: str | None
+    retire: list[tuple[str, str]] = field(default_factory=list)
+    """Replaced keys whose grace period is over: (key, why)."""
+    strays: list[str] = field(default_factory=list)
+    """Other keys of the resource (a lost creation, a key added by hand)."""
+
+
+async def _plan_keys(ctx: Context, resource: Resource, spec: Spec, user: OVHUser, status: StatusWriter,
+                     observed: ObservedSecret | None, journal: Journal, memory: Memory,
+                     now: datetime.datetime) -> KeyPlan:
+    """Choose the key, create or rotate it when needed, and say which keys go.
+
+    The resource's keys are every key of a user it created; of an adopted user, only the keys the
+    register lists as issued by the operator (other systems' keys are never touched). A rotation
+    records the new key in status (the old one as previous) before the Secret gets it: after a crash
+    the next reconcile writes that key and makes no third one. A created key whose answer was lost is
+    a stray (found by the register's snapshot for an adopted user) and is deleted. Keys are deleted
+    only after the Secret holds the new one (by the caller).
+    """
+    recorded = status.status
+    fresh = memory.fresh_user == user.id
+    keys = list(memory.fresh_keys) if fresh else await ctx.ovh.list_s3_credentials(user.id)
+    ours = keys if spec.user_id is None else await _issued_keys(ctx, resource, user, keys)
+    if not fresh and recorded.access_key_id and recorded.access_key_id not in keys and spec.user_id is None:
+        metrics.DRIFT_REPAIRS.labels("key").inc()
+        journal.warn("KeyMissing",
+                     f"S3 access key {recorded.access_key_id} of OVH user {user.id} was deleted outside the operator")
+    in_secret = observed.access if observed else None
+    preferred = [k for k in (recorded.access_key_id, in_secret) if k and k in ours] + ours
+    current = preferred[0] if preferred else None
+    previous = recorded.previous_access_key_id
+    previous = previous if previous in ours and previous != current else None
+    issued = _issued_at(recorded, now) or now
+    plan = KeyPlan(access="", secret=None)
+
+    due = _rotation_due_at(ctx, resource, spec, recorded, now)
+    if current is None:
+        credential = await _create_key(ctx, resource, spec, user, keys, journal, memory)
+        current, plan.secret, issued = credential.access, credential.secret, now
+    elif due is not None and due <= now:
+        if previous is not None:
+            plan.retire.append((previous, "a new rotation started before its grace period ended"))
+        credential = await _create_key(ctx, resource, spec, user, keys, journal, memory)
+        # Recorded before the Secret gets the new key: after a crash, the key to write is known and the
+        # request is not served twice.
+        await status.record(access_key_id=credential.access, pending_rotation_request=resource.annotations.get(
+            ROTATE_ANNOTATION), **_schedule(spec, recorded, now, current))
+        metrics.ROTATIONS.labels("started").inc()
+        journal.note("KeyRotated", f"Rotated the S3 key of OVH user {user.id}: {credential.access} replaces "
+                                   f"{current}, which stays valid for {format_duration(spec.rotation.grace_period)}")
+        previous, current, plan.secret, issued = current, credential.access, credential.secret, now
+    if previous is not None and issued + datetime.timedelta(seconds=spec.rotation.grace_period) <= now:
+        plan.retire.append((previous, "the grace period after its rotation is over"))
+        previous = None
+    status.record_later(**_schedule(spec, recorded, issued, previous))
+    if plan.secret is None and not (observed is not None and observed.intact and observed.access == current):
+        plan.secret = await ctx.ovh.get_s3_secret(user.id, current)
+    plan.access = current
+    retired = {key for key, _ in plan.retire}
+    plan.strays = [k for k in ours if k not in (current, previous) and k not in retired]
+    return plan
+
+
+async def _issued_keys(ctx: Context, resource: Resource, user: OVHUser, keys: list[str]) -> list[str]:
+    """The keys of an adopted user that the operator issued (the register says so), among ``keys``."""
+    entry = await ctx.registry.entry(user.id)
+    ours = set(entry.issued)
+    if entry.before_creation is not None:  # a creation was in flight: a key that appeared since is ours
+        lost = frozenset(keys) - entry.before_creation - entry.issued
+        ours |= lost
+        await ctx.registry.issued(user.id, resource, lost)
+    if entry.issued - set(keys):
+        await ctx.registry.deleted(user.id, resource, frozenset(entry.issued - set(keys)))
+    return [k for k in keys if k in ours]
+
+
+async def _create_key(ctx: Context, resource: Resource, spec: Spec, user: OVHUser, keys: list[str],
+                      journal: Journal, memory: Memory) -> S3Credential:
+    adopted = spec.user_id is not None
+    if adopted:
+        await ctx.registry.creating_key(user.id, resource, frozenset(keys))
     try:
         credential = await ctx.ovh.create_s3_credentials(user.id)
     except OVHError as error:
         if not error.nothing_created:
             memory.forget_user()  # a key may exist now: read the keys next time
+        elif adopted:
+            await ctx.registry.issued(user.id, resource, frozenset())
         raise
+    if adopted:
+        await ctx.registry.issued(user.id, resource, frozenset({credential.access}))
     if memory.fresh_user == user.id:
         memory.fresh_keys = (credential.access,)
     journal.note("KeyCreated", f"Created S3 access key {credential.access} for OVH user {user.id}")
     return credential
 
 
-async def _current_key(ctx: Context, user: OVHUser, recorded: Status, observed: ObservedSecret | None,
-                       keys: list[str], memory: Memory, *, adopted: bool) -> str | None:
-    """The existing key the Secret should hold, if any.
-
-    For a user the operator created, every key is the resource's: the one status or the Secret names,
-    else any. For an adopted user, other keys may belong to others: only a key this process verified,
-    or one whose true secret the resource's Secret already holds, is the resource's.
-    """
-    in_secret = observed.access if observed else None
-    if not adopted:
-        preferred = [k for k in (recorded.access_key_id, in_secret) if k and k in keys] + keys
-        return preferred[0] if preferred else None
-    if memory.verified_user == user.id and memory.verified_key in keys:
-        return memory.verified_key
-    if observed is not None and observed.intact and in_secret in keys:
-        assert in_secret is not None
-        if observed.digest == secret_writer.digest(in_secret, await ctx.ovh.get_s3_secret(user.id, in_secret)):
-            return in_secret
-    return None
-
-
-async def _ensure_key(ctx: Context, resource: Resource, spec: Spec, user: OVHUser, status: StatusWriter,
-                      observed: ObservedSecret | None, journal: Journal,
-                      memory: Memory) -> tuple[str, str | None, list[str]]:
-    """The access key the Secret must hold, its secret if the Secret must be (re)written, and stray keys
-    to delete. Rotates the key when asked or due, and deletes the previous key once its grace period
-    is over.
-
-    Crash safety of a rotation: the new key is recorded in status (with the old one as previous) before
-    the Secret gets it, and the old key is deleted only after its grace period. A crash before the
-    record leaves the new key stray (deleted by the next reconcile, which rotates again); after it,
-    the next reconcile writes the recorded key to the Secret and keeps the previous one valid.
-    """
-    adopted = spec.user_id is not None
-    recorded = status.status
-    fresh = memory.fresh_user == user.id
-    keys = list(memory.fresh_keys) if fresh else await ctx.ovh.list_s3_credentials(user.id)
-    if not fresh and recorded.access_key_id and recorded.access_key_id not in keys:
-        metrics.DRIFT_REPAIRS.labels("key").inc()
-        journal.warn("KeyMissing",
-                     f"S3 access key {recorded.access_key_id} of OVH user {user.id} was deleted outside the operator")
-    current = await _current_key(ctx, user, recorded, observed, keys, memory, adopted=adopted)
-    previous = recorded.previous_access_key_id if recorded.previous_access_key_id in keys else None
-    previous = None if previous == current else previous
-    now = ctx.now().replace(microsecond=0)
-    secret: str | None = None
-
-    async def retire(key: str, why: str) -> None:
-        if adopted and memory.rotated_from != key:
-            journal.warn("KeyLeft", f"Left S3 access key {key} of adopted OVH user {user.id} in OVH ({why}): the "
-                                    "operator restarted since it replaced the key, so it cannot prove the key was "
-                                    "this resource's. Delete it by hand once nothing uses it")
-            return
-        await ctx.ovh.delete_s3_credentials(user.id, key)
-        journal.note("KeyDeleted", f"Deleted S3 access key {key} of OVH user {user.id}: {why}")
-
-    if current is None:
-        credential = await _create_key(ctx, user, journal, memory)
-        current, secret = credential.access, credential.secret
-        status.record_later(last_rotation_time=now, next_rotation_time=_next_rotation(spec, now))
-    elif _rotation_due(resource, spec, recorded, now):
-        if previous is not None:
-            await retire(previous, "a new rotation started before its grace period ended")
-        credential = await _create_key(ctx, user, journal, memory)
-        grace = spec.rotation.grace_period
-        # Recorded before the Secret gets the new key: after a crash, the key to write is known and the
-        # request is not served twice.
-        await status.record(access_key_id=credential.access, previous_access_key_id=current,
-                            previous_key_expiry=now + datetime.timedelta(seconds=grace), last_rotation_time=now,
-                            next_rotation_time=_next_rotation(spec, now),
-                            pending_rotation_request=resource.annotations.get(ROTATE_ANNOTATION))
-        memory.rotated_from = current
-        metrics.ROTATIONS.labels("started").inc()
-        journal.note("KeyRotated", f"Rotated the S3 key of OVH user {user.id}: {credential.access} replaces "
-                                   f"{current}, which stays valid for {format_duration(grace)}")
-        previous, current, secret = current, credential.access, credential.secret
-    else:
-        issued = recorded.last_rotation_time or now
-        status.record_later(last_rotation_time=issued, next_rotation_time=_next_rotation(spec, issued))
-
-    if previous is not None:
-        expiry = _previous_expiry(spec, status.status)
-        if expiry is None or now >= expiry:
-            await retire(previous, "the grace period after its rotation is over")
-            metrics.ROTATIONS.labels("completed").inc()
-            previous = None
-    if previous is None:
-        status.record_later(previous_access_key_id=None, previous_key_expiry=None)
-    if secret is None and not (observed is not None and observed.intact and observed.access == current):
-        secret = await ctx.ovh.get_s3_secret(user.id, current)
-    extra = [] if adopted else [k for k in keys if k not in (current, previous)]
-    return current, secret, extra
+async def _delete_key(ctx: Context, resource: Resource, spec: Spec, user: OVHUser, key: str) -> None:
+    await ctx.ovh.delete_s3_credentials(user.id, key)
+    if spec.user_id is not None:
+        await ctx.registry.deleted(user.id, resource, frozenset({key}))
 
 
 def _own(users: list[OVHUser], marker: Marker) -> list[OVHUser]:
@@ -813,15 +852,16 @@ async def finalize(ctx: Context, resource: Resource, memory: Memory) -> Outcome:
     return outcome
 
 
-def _deletion_of(resource: Resource) -> tuple[DeletionPolicy, int | None]:
-    """The deletion policy and adopted user id, read from the raw spec (a resource is deleted even when
-    its spec no longer validates)."""
+def _deletion_of(ctx: Context, resource: Resource) -> tuple[DeletionPolicy | None, int | None]:
+    """What deleting does, and the adopted user id, from the raw spec (a resource is deleted even when
+    its spec no longer validates). Retain counts only where an access policy allows it now."""
     user_id = resource.spec.get("userId")
     user_id = user_id if type(user_id) is int and user_id > 0 else None
     raw = resource.spec.get("deletionPolicy")
-    if raw in (DeletionPolicy.DELETE.value, DeletionPolicy.RETAIN.value):
-        return DeletionPolicy(raw), user_id
-    return (DeletionPolicy.RETAIN if user_id is not None else DeletionPolicy.DELETE), user_id
+    policy = DeletionPolicy(raw) if raw in (DeletionPolicy.DELETE.value, DeletionPolicy.RETAIN.value) else None
+    if policy is DeletionPolicy.RETAIN and not ctx.access.allowance(resource.namespace).allow_retain:
+        policy = None
+    return policy, user_id
 
 
 async def _delete_users(ctx: Context, resource: Resource, status: StatusWriter, journal: Journal,
@@ -829,10 +869,10 @@ async def _delete_users(ctx: Context, resource: Resource, status: StatusWriter, 
     """Delete (or, with deletionPolicy Retain, leave) the resource's users; an Outcome while waiting,
     None when done."""
     settings, marker = ctx.settings, ctx.marker(resource)
-    policy, adopted = _deletion_of(resource)
+    policy, adopted = _deletion_of(ctx, resource)
     if memory.deleting is None:
         if adopted is not None:
-            return await _release_adopted(ctx, resource, journal, memory, adopted, policy)
+            return await _release_adopted(ctx, resource, status, journal, memory, adopted, policy)
         recorded = status.status
         requested_age = ctx.age(recorded.user_requested_at)
         if not recorded.user_id and requested_age is None:
@@ -879,21 +919,26 @@ def _note_retained(journal: Journal, user_id: int, recorded: Status) -> None:
                                  "Retain. Delete them in the OVH console when no longer needed")
 
 
-async def _release_adopted(ctx: Context, resource: Resource, journal: Journal, memory: Memory, user_id: int,
-                           policy: DeletionPolicy) -> Outcome | None:
-    """Deletion of a resource that names an existing user: the user is deleted only if this resource
-    holds it (the register says so) and deletionPolicy is Delete; else it is left as it is."""
-    holder = await ctx.registry.holder(user_id)
-    if holder is None or holder.uid != resource.uid:
+async def _release_adopted(ctx: Context, resource: Resource, status: StatusWriter, journal: Journal,
+                           memory: Memory, user_id: int, policy: DeletionPolicy | None) -> Outcome | None:
+    """Deletion of a resource that names an existing user, if this resource holds it (the register
+    says so): Delete deletes the user; Retain leaves it and the keys the operator issued; without a
+    policy the user stays and those keys are deleted."""
+    entry = await ctx.registry.entry(user_id)
+    if entry.holder is None or entry.holder.uid != resource.uid:
         journal.note("NothingToDelete", f"This resource never held OVH user {user_id}; nothing to delete in OVH")
         return None
+    if policy is DeletionPolicy.DELETE:
+        memory.deleting = {user_id}
+        return await _delete_users(ctx, resource, status, journal, memory)
     if policy is DeletionPolicy.RETAIN:
-        user = await ctx.ovh.get_user(user_id)
-        marked = read_marker(user.description) if user is not None else None
-        # A user this cluster once created still carries its marker: the orphan sweep must leave it alone.
-        retain = ctx.now() if marked is not None and marked.marker.cluster == ctx.cluster_id else None
-        await ctx.registry.release(user_id, resource, retain_since=retain)
         _note_retained(journal, user_id, resource.status)
-        return None
-    memory.deleting = {user_id}
-    return await _delete_users(ctx, resource, StatusWriter(ctx.kube, resource), journal, memory)
+    else:
+        for key in sorted(entry.issued & set(await ctx.ovh.list_s3_credentials(user_id))):
+            await ctx.ovh.delete_s3_credentials(user_id, key)
+            journal.note("KeyDeleted", f"Deleted S3 access key {key} of adopted OVH user {user_id}: its resource "
+                                       "is deleted")
+        journal.note("UserReleased", f"Left adopted OVH user {user_id} in OVH; the keys the operator issued for it "
+                                     "are deleted")
+    await ctx.registry.release(user_id, resource, retain_since=await _retain_since(ctx, user_id))
+    return None

@@ -9,11 +9,18 @@ user. Two cases need a record the marker cannot give, and that no tenant can for
 * **retained** users (``deletionPolicy: Retain``): the resource is gone but its user is meant to stay,
   so the orphan sweep (:mod:`.orphans`) must leave it alone.
 
+An adopted user may have S3 keys of other systems: the register also records the keys the operator
+issued for it (``keys.<user id>``), and, while a key creation is in flight, the keys the user had
+before (``creating.<user id>``), so that a key whose creation answer was lost is still known to be
+the operator's. The operator deletes no key of an adopted user that the register does not list.
+
 The register is one ConfigMap, ``ovh-s3-operator-users``, in the operator's own namespace, where
-tenants cannot write. Keys are ``adopted.<user id>`` and ``retained.<user id>``; values name the
-resource, ``<namespace>/<name>/<uid>``. Every write carries the resourceVersion it was computed from
-(optimistic concurrency), so two resources, or two replicas, racing for one user cannot both win.
-At about 80 bytes an entry, the ConfigMap's 1 MiB holds some 12,000 users.
+tenants cannot write. Keys are ``adopted.<user id>``, ``keys.<user id>``, ``creating.<user id>`` and
+``retained.<user id>``; ``adopted`` and ``retained`` values name the resource,
+``<namespace>/<name>/<uid>``, the others list access key ids. Every write carries the resourceVersion
+it was computed from (optimistic concurrency), so two resources, or two replicas, racing for one user
+cannot both win. The orphan sweep drops the retained entries of users OVH no longer has. At about 150
+bytes an adopted or retained user, the ConfigMap's 1 MiB holds some 6,000 users.
 """
 
 from __future__ import annotations
@@ -33,7 +40,26 @@ logger = logging.getLogger(__name__)
 REGISTRY_NAME = "ovh-s3-operator-users"
 ADOPTED = "adopted."
 RETAINED = "retained."
+KEYS = "keys."
+CREATING = "creating."
+PREFIXES = (ADOPTED, RETAINED, KEYS, CREATING)
 ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the register says about one user."""
+
+    holder: Holder | None = None
+    issued: frozenset[str] = frozenset()
+    """Keys the operator issued for the adopted user (not deleted since)."""
+    before_creation: frozenset[str] | None = None
+    """The user's keys before a key creation whose answer has not been recorded (None: none in flight)."""
+    retained: bool = False
+
+
+def _keys(text: str | None) -> frozenset[str]:
+    return frozenset((text or "").split())
 
 
 @dataclass(frozen=True)
@@ -95,10 +121,43 @@ class Registry:
         raise KubernetesAPIError(f"ConfigMap {self.namespace}/{REGISTRY_NAME} kept changing while being updated; "
                                  "retrying")
 
-    async def holder(self, user_id: int) -> Holder | None:
-        """The resource recorded as holding an adopted user."""
+    async def entry(self, user_id: int) -> Entry:
         data, _ = await self._read()
-        return Holder.parse(data.get(f"{ADOPTED}{user_id}", ""))
+        creating = data.get(f"{CREATING}{user_id}")
+        return Entry(holder=Holder.parse(data.get(f"{ADOPTED}{user_id}", "")),
+                     issued=_keys(data.get(f"{KEYS}{user_id}")),
+                     before_creation=None if creating is None else _keys(creating),
+                     retained=f"{RETAINED}{user_id}" in data)
+
+    async def _change_keys(self, user_id: int, resource: Resource, *, add: frozenset[str] = frozenset(),
+                           remove: frozenset[str] = frozenset(), before_creation: frozenset[str] | None = None,
+                           created: bool = False) -> None:
+        """Update the keys recorded for a user this resource holds (nothing if it does not hold it)."""
+        mine = Holder.of(resource)
+
+        async def change(data: dict[str, str]) -> Mapping[str, str | None] | None:
+            if Holder.parse(data.get(f"{ADOPTED}{user_id}", "")) != mine:
+                return None
+            issued = (_keys(data.get(f"{KEYS}{user_id}")) | add) - remove
+            patch: dict[str, str | None] = {f"{KEYS}{user_id}": " ".join(sorted(issued)) or None}
+            if before_creation is not None:
+                patch[f"{CREATING}{user_id}"] = " ".join(sorted(before_creation))
+            elif created:
+                patch[f"{CREATING}{user_id}"] = None
+            return {k: v for k, v in patch.items() if data.get(k) != v}
+
+        await self._write(change)
+
+    async def creating_key(self, user_id: int, resource: Resource, existing: frozenset[str]) -> None:
+        """A key is about to be created for the adopted user, which has ``existing`` keys now."""
+        await self._change_keys(user_id, resource, before_creation=existing)
+
+    async def issued(self, user_id: int, resource: Resource, keys: frozenset[str]) -> None:
+        """The operator issued ``keys`` for the adopted user (the creation in flight, if any, is over)."""
+        await self._change_keys(user_id, resource, add=keys, created=True)
+
+    async def deleted(self, user_id: int, resource: Resource, keys: frozenset[str]) -> None:
+        await self._change_keys(user_id, resource, remove=keys)
 
     async def claim(self, user_id: int, resource: Resource,
                     alive: Callable[[Holder], Awaitable[bool]]) -> Holder | None:
@@ -115,7 +174,8 @@ class Registry:
             if current is not None and await alive(current):
                 refused.append(current)
                 return None
-            return {f"{ADOPTED}{user_id}": mine.text, f"{RETAINED}{user_id}": None}
+            return {f"{ADOPTED}{user_id}": mine.text, f"{RETAINED}{user_id}": None, f"{KEYS}{user_id}": None,
+                    f"{CREATING}{user_id}": None}
 
         await self._write(change)
         return refused[0] if refused else None
@@ -127,7 +187,8 @@ class Registry:
         async def change(data: dict[str, str]) -> Mapping[str, str | None] | None:
             patch: dict[str, str | None] = {}
             if Holder.parse(data.get(f"{ADOPTED}{user_id}", "")) == mine:
-                patch[f"{ADOPTED}{user_id}"] = None
+                patch.update({f"{prefix}{user_id}": None for prefix in (ADOPTED, KEYS, CREATING)
+                              if f"{prefix}{user_id}" in data})
             if retain_since is not None and f"{RETAINED}{user_id}" not in data:
                 patch[f"{RETAINED}{user_id}"] = f"{mine.text} {format_time(retain_since)}"
             return patch or None
@@ -137,9 +198,23 @@ class Registry:
     async def kept_users(self) -> set[int]:
         """Every user id the register holds, adopted or retained: the orphan sweep leaves them alone."""
         data, _ = await self._read()
-        kept = set()
-        for key in data:
-            prefix, _, number = key.partition(".")
-            if f"{prefix}." in (ADOPTED, RETAINED) and number.isdigit():
-                kept.add(int(number))
-        return kept
+        return {user_id for user_id, prefix in _entries(data) if prefix in (ADOPTED, RETAINED)}
+
+    async def forget_missing(self, existing: set[int]) -> None:
+        """Drop the retained entries of users OVH no longer has (an adopted user's entries go when its
+        resource does)."""
+        async def change(data: dict[str, str]) -> Mapping[str, str | None] | None:
+            gone = {f"{prefix}{user_id}": None for user_id, prefix in _entries(data)
+                    if prefix == RETAINED and user_id not in existing}
+            return gone or None
+
+        await self._write(change)
+
+
+def _entries(data: Mapping[str, str]) -> list[tuple[int, str]]:
+    found = []
+    for key in data:
+        prefix, _, number = key.partition(".")
+        if f"{prefix}." in PREFIXES and number.isdigit():
+            found.append((int(number), f"{prefix}."))
+    return found

@@ -67,7 +67,6 @@ class ObservedSecret:
     intact: bool  # still holds the access key and secret the operator wrote
     endpoint: str | None
     region: str | None
-    digest: str | None = None  # of the access key and secret it holds, as annotated (not proof of anything alone)
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ObservedSecret:
@@ -77,8 +76,7 @@ class ObservedSecret:
         recorded = (meta.get("annotations") or {}).get(DIGEST_ANNOTATION)
         intact = bool(access and values.get(SECRET_KEY) and recorded == digest(access, values[SECRET_KEY]))
         return cls(uid=str(meta.get("uid") or ""), resource_version=str(meta.get("resourceVersion") or ""),
-                   access=access, intact=intact, endpoint=values.get(ENDPOINT_KEY), region=values.get(REGION_KEY),
-                   digest=recorded if intact else None)
+                   access=access, intact=intact, endpoint=values.get(ENDPOINT_KEY), region=values.get(REGION_KEY))
 
     def up_to_date(self, access: str | None, region: str) -> bool:
         return (self.intact and access is not None and self.access == access
@@ -157,8 +155,7 @@ async def write(kube: Kube, resource: Resource, name: str, existing: ObservedSec
 
 def _written(metadata: Mapping[str, Any], access: str, region: str) -> ObservedSecret:
     return ObservedSecret(uid=str(metadata.get("uid") or ""), resource_version=str(metadata.get("resourceVersion")),
-                          access=access, intact=True, endpoint=endpoint_url(region), region=region,
-                          digest=(metadata.get("annotations") or {}).get(DIGEST_ANNOTATION))
+                          access=access, intact=True, endpoint=endpoint_url(region), region=region)
 
 
 async def delete_if_owned(kube: Kube, resource: Resource, name: str) -> bool:

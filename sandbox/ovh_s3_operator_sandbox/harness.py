@@ -49,6 +49,7 @@ FAST_SETTINGS: dict[str, Any] = {
     "ovh_burst": 1000,
     "drift_interval": 0.0,
     "metrics_port": 0,
+    "rotation_request_interval": 0.0,
 }
 
 

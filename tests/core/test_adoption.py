@@ -17,7 +17,7 @@ from ovh_s3_operator_sandbox.stack import examples
 
 from .conftest import Operator
 
-ADOPTING = {"adopt": {**ALLOW_EVERYTHING["everything"], "allowAdoption": True}}
+ADOPTING = {"adopt": {**ALLOW_EVERYTHING["everything"], "allowAdoption": True, "allowRetain": True}}
 
 
 @pytest.fixture
@@ -55,21 +55,21 @@ async def test_adopting_a_user_gives_it_a_new_key_and_leaves_its_other_keys(op: 
     values = op.secret_values("adopter-s3")
     assert values is not None and values["AWS_ACCESS_KEY_ID"] == ours
     assert "arn:aws:s3:::backups" in user(op, user_id)["policy"]
-    assert register(op) == {f"adopted.{user_id}": f"default/adopter/{uid}"}
+    assert register(op) == {f"adopted.{user_id}": f"default/adopter/{uid}", f"keys.{user_id}": ours}
     await op.wait_events("UserAdopted", "KeyCreated", "SecretWritten")
 
-    # A restart proves the key again from the Secret (whose secret matches OVH's), not from status.
+    # After a restart the register, not status, says which key is the operator's.
     await op.restart()
     op.app.controller.enqueue(("default", "adopter"))  # type: ignore[union-attr]
     await op.settle()
     assert {c["access"] for c in user(op, user_id)["credentials"]} == {theirs, ours}
 
-    # Deleting the resource keeps the user (it was not the operator's) and its keys.
+    # Deleting the resource keeps the user (it was not the operator's); the key the operator issued goes.
     op.delete("adopter")
     await op.wait_gone("adopter")
-    assert {c["access"] for c in user(op, user_id)["credentials"]} == {theirs, ours}
+    assert [c["access"] for c in user(op, user_id)["credentials"]] == [theirs]
     assert register(op) == {}
-    await op.wait_events("UserRetained")
+    await op.wait_events("UserReleased")
 
 
 async def test_an_adopted_user_is_deleted_only_with_deletion_policy_delete(op: Operator) -> None:
@@ -104,7 +104,8 @@ async def test_another_resources_user_cannot_be_adopted(op: Operator) -> None:
     user_id = (await op.wait_ready("owner"))["status"]["userId"]
     op.create("thief", {"userId": user_id, "deletionPolicy": "Delete"})
     obj = await op.wait_condition("thief", "False", "AdoptionRefused")
-    assert f"OVH user {user_id} belongs to resource default/owner" in op.ready(obj)["message"]  # type: ignore[index]
+    assert f"OVH user {user_id} was created by this operator for another resource" in \
+        op.ready(obj)["message"]  # type: ignore[index]
     # Pointing status at the user changes nothing: status is not proof.
     op.patch("thief", {"status": {"userId": user_id}}, status=True)
     op.patch("thief", {"metadata": {"annotations": {"try": "again"}}})
@@ -165,7 +166,8 @@ async def test_withdrawing_adoption_lets_the_user_go(op: Operator) -> None:
     assert "userId" not in obj["status"]
     await until(lambda: op.secret("adopter-s3") is None, what="the Secret to be deleted")
     assert register(op) == {}
-    assert {c["access"] for c in user(op, user_id)["credentials"]} == {theirs, ours}  # left as it was
+    assert [c["access"] for c in user(op, user_id)["credentials"]] == [theirs]  # the operator's key is revoked
+    assert ours != theirs
     await op.wait_events("UserReleased")
 
 
@@ -182,10 +184,14 @@ async def test_retain_leaves_the_user_and_the_sweep_spares_it(op: Operator) -> N
     assert await orphans.sweep(op.app.controller.ctx) == []
     assert user(op, user_id)["status"] == "ok"
 
-    # The retained user can be adopted again; the register then says so instead.
+    # The retained user can be adopted again once its old keys are gone; the register then says so.
     op.create("again", {"userId": user_id})
-    uid = (await op.wait_ready("again"))["metadata"]["uid"]
-    assert register(op) == {f"adopted.{user_id}": f"default/again/{uid}"}
+    obj = await op.wait_condition("again", "False", "AdoptionRefused")
+    assert "was retained with S3 keys its former holders may still have" in op.ready(obj)["message"]  # type: ignore[index]
+    op.ovh.project.delete_credential(user_id, key)
+    obj = await op.wait_ready("again", timeout=10)
+    assert register(op) == {f"adopted.{user_id}": f"default/again/{obj['metadata']['uid']}",
+                            f"keys.{user_id}": obj["status"]["accessKeyId"]}
     assert await orphans.sweep(op.app.controller.ctx) == []
 
 
@@ -215,3 +221,58 @@ async def test_every_example_passes_the_crd_schemas(op: Operator) -> None:
     obj = await op.wait_condition("legacy-backup", "False", "AdoptionRefused", namespace="platform-backups")
     assert "the OVH project has no user 123456" in op.ready(obj)["message"]  # type: ignore[index]
     await op.wait_ready("archive-writer")
+
+
+async def test_retain_needs_an_access_policy_that_allows_it() -> None:
+    async with Operator() as op:  # allows everything but Retain
+        op.create("kept", {"deletionPolicy": "Retain"})
+        obj = await op.wait_condition("kept", "False", "AccessDenied")
+        assert "spec.deletionPolicy Retain" in op.ready(obj)["message"]  # type: ignore[index]
+        assert op.ovh.writes() == []
+
+
+async def test_retain_withdrawn_before_deletion_deletes_the_user(op: Operator) -> None:
+    op.create("kept", {"deletionPolicy": "Retain"})
+    await op.wait_ready("kept")
+    op.set_access_policy("adopt", ALLOW_EVERYTHING["everything"])
+    await op.wait_condition("kept", "False", "AccessDenied")
+    op.delete("kept")
+    await op.wait_gone("kept")
+    assert op.ovh_users() == [] and register(op) == {}
+
+
+async def test_a_failed_secret_write_during_an_adopted_rotation_leaks_no_key(op: Operator) -> None:
+    user_id, theirs = handmade(op)
+    op.create("adopter", {"userId": user_id, "rotation": {"gracePeriod": "0s"}})
+    first = (await op.wait_ready("adopter"))["status"]["accessKeyId"]
+    op.kube.add_fault(method="PATCH", plural="secrets", times=1)
+    op.patch("adopter", {"metadata": {"annotations": {"s3.ovh-operator.dev/rotate": "1"}}})
+    obj = await until(lambda: (o := op.get("adopter")) and o["status"].get("lastRotationRequest") == "1"
+                      and op.ready(o)["status"] == "True" and o, what="the rotation")  # type: ignore[index]
+    current = obj["status"]["accessKeyId"]
+    assert current != first and op.secret_values("adopter-s3")["AWS_ACCESS_KEY_ID"] == current  # type: ignore[index]
+    await until(lambda: {c["access"] for c in user(op, user_id)["credentials"]} == {theirs, current},
+                what="no key but the other system's and the Secret's")
+
+
+async def test_a_lost_key_creation_for_an_adopted_user_is_found_and_deleted(op: Operator) -> None:
+    user_id, theirs = handmade(op)
+    op.ovh.add_fault(method="POST", path=r"/s3Credentials$", status=502, after=True)
+    op.create("adopter", {"userId": user_id})
+    current = (await op.wait_ready("adopter"))["status"]["accessKeyId"]
+    await until(lambda: {c["access"] for c in user(op, user_id)["credentials"]} == {theirs, current},
+                what="the key whose answer was lost to be deleted")
+    assert register(op)[f"keys.{user_id}"] == current and f"creating.{user_id}" not in register(op)
+
+
+async def test_the_sweep_finds_a_resource_whose_name_the_description_cut_short(op: Operator) -> None:
+    long_name = "n" * 200
+    op.create(long_name, {})
+    obj = await op.wait_ready(long_name)
+    description = user(op, obj["status"]["userId"])["description"]
+    assert long_name not in description and len(description) == 255  # the name was cut
+    assert op.app is not None
+    assert await orphans.sweep(op.app.controller.ctx) == []
+    # and nobody can adopt it: it is another resource's
+    op.create("thief", {"userId": obj["status"]["userId"]})
+    await op.wait_condition("thief", "False", "AdoptionRefused")

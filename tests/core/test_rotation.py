@@ -3,8 +3,11 @@ previous key, and crashes at each step."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from typing import Any
+
+import pytest
 
 from ovh_s3_operator.model import ROTATE_ANNOTATION, parse_time
 from ovh_s3_operator_sandbox.harness import until
@@ -196,3 +199,34 @@ async def test_crash_after_the_previous_key_was_deleted(op: Operator) -> None:
     await until(lambda: "previousAccessKeyId" not in op.get("app")["status"],  # type: ignore[index]
                 what="status to forget the deleted key")
     await op.assert_consistent(["app"])
+
+
+@pytest.mark.parametrize("op", [{"rotation_request_interval": 60.0}], indirect=True)
+async def test_requested_rotations_are_spaced(op: Operator) -> None:
+    op.create("app", {"rotation": {"gracePeriod": "0s"}})
+    first = (await op.wait_ready("app"))["status"]["accessKeyId"]
+    request_rotation(op, "app", "1")  # right after the key was issued: waits for the spacing
+    await next_look(op, "app", 60)
+    assert op.get("app")["status"]["accessKeyId"] == first  # type: ignore[index]
+    shift_clock(op, 61)
+    assert op.app is not None
+    op.app.controller.enqueue(("default", "app"))
+    status = (await rotated(op, "app", "1"))["status"]
+    assert status["accessKeyId"] != first
+
+
+async def test_times_written_into_status_cause_no_busy_loop(op: Operator) -> None:
+    op.create("app", {"rotation": {"interval": "24h"}})
+    await op.wait_ready("app")
+    op.patch("app", {"status": {"nextRotationTime": "2000-01-01T00:00:00Z",
+                                "lastRotationTime": "2100-01-01T00:00:00Z"}}, status=True)
+    op.patch("app", {"metadata": {"annotations": {"touch": "1"}}})
+    await op.settle()
+    assert op.app is not None
+    before = op.app.controller.reconciles
+    await asyncio.sleep(0.5)
+    assert op.app.controller.reconciles - before <= 1
+    status = op.get("app")["status"]  # type: ignore[index]
+    issued = parse_time(status["lastRotationTime"])
+    assert issued is not None and issued.year < 2100  # a time in the future is not believed
+    assert parse_time(status["nextRotationTime"]) == issued + datetime.timedelta(hours=24)

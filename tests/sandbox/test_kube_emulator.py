@@ -615,8 +615,8 @@ def test_watch_initial_live_and_selectors(http: Http, emulator: KubeEmulator, ns
     path = f"/api/v1/namespaces/{ns}/configmaps"
     http.json("POST", path, {"metadata": {"name": "a", "labels": {"w": "1"}}})
     http.json("POST", path, {"metadata": {"name": "b"}})
-    everything = WatchStream(http, path, timeoutSeconds="10")
-    selected = WatchStream(http, "/api/v1/configmaps", labelSelector="w=1", timeoutSeconds="10")
+    everything = WatchStream(http, path, timeoutSeconds="3")
+    selected = WatchStream(http, "/api/v1/configmaps", labelSelector="w=1", timeoutSeconds="3")
     try:
         assert [(e["type"], e["object"]["metadata"]["name"]) for e in everything.events(2)] == [
             ("ADDED", "a"),
