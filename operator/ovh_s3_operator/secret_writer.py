@@ -294,6 +294,23 @@ def _conflict(resource: Resource, name: str) -> SecretConflict:
     )
 
 
+async def _owned_metadata(kube: Kube, resource: Resource, name: str) -> Mapping[str, Any] | None:
+    """The Secret's metadata, None if absent; SecretConflict if it belongs to something else."""
+    meta = await kube.read_secret_metadata(resource.namespace, name)
+    if meta is None:
+        return None
+    metadata: Mapping[str, Any] = meta.get("metadata") or {}
+    if not owned_by(metadata, resource):
+        raise _conflict(resource, name)
+    return metadata
+
+
+async def _owned_body(kube: Kube, resource: Resource, name: str) -> Mapping[str, Any] | None:
+    """The whole Secret, read only once its metadata showed it ours; None if it is gone or no longer ours."""
+    body = await kube.read_secret(resource.namespace, name)
+    return body if body is not None and owned_by(body.get("metadata") or {}, resource) else None
+
+
 async def observe(kube: Kube, resource: Resource, name: str,
                   known: ObservedSecret | None = None) -> ObservedSecret | None:
     """The Secret as it is, None if absent; SecretConflict if it belongs to something else.
@@ -301,25 +318,21 @@ async def observe(kube: Kube, resource: Resource, name: str,
     ``known`` is what an earlier call observed: if the Secret has not changed since (same
     resourceVersion), its data is not read again.
     """
-    meta = await kube.read_secret_metadata(resource.namespace, name)
-    if meta is None:
+    metadata = await _owned_metadata(kube, resource, name)
+    if metadata is None:
         return None
-    metadata = meta.get("metadata") or {}
-    if not owned_by(metadata, resource):
-        raise _conflict(resource, name)
     if known is not None and known.resource_version == metadata.get("resourceVersion") \
             and known.uid == metadata.get("uid"):
         return known
-    body = await kube.read_secret(resource.namespace, name)
-    if body is None or not owned_by(body.get("metadata") or {}, resource):
-        return None
-    return ObservedSecret.from_body(body)
+    body = await _owned_body(kube, resource, name)
+    return None if body is None else ObservedSecret.from_body(body)
 
 
 async def _read_back(kube: Kube, resource: Resource, name: str, access: str) -> tuple[ObservedSecret, str]:
     """The Secret as it is now and the secret it holds intact for ``access``, wherever its keys are."""
-    body = await kube.read_secret(resource.namespace, name)
-    if body is not None and owned_by(body.get("metadata") or {}, resource):
+    ours = await _owned_metadata(kube, resource, name) is not None
+    body = await _owned_body(kube, resource, name) if ours else None
+    if body is not None:
         observed = ObservedSecret.from_body(body)
         secret = _credentials(body.get("data") or {}, observed.record)[1]
         if observed.intact and observed.access == access and secret is not None:
