@@ -2,10 +2,11 @@
 
 The platform team writes cluster-scoped ``OVHObjectStorageAccessPolicy`` objects. Each selects
 namespaces by label and says which buckets (globs, each with the most access it may get and
-optionally the object-key prefixes allowed), which OVH roles and which regions they may use, and
-whether a raw S3 policy is allowed at all. A namespace gets the union of every policy that selects
-it; a namespace no policy selects gets ``OVH_S3_OPERATOR_DEFAULT_ACCESS``: ``deny`` (nothing) or
-``allow`` (any bucket and region, a raw policy, but only the ``objectstore_operator`` role).
+optionally the object-key prefixes allowed), which OVH roles and which regions they may use,
+whether a raw S3 policy is allowed at all, and whether existing OVH users may be adopted. A
+namespace gets the union of every policy that selects it; a namespace no policy selects gets
+``OVH_S3_OPERATOR_DEFAULT_ACCESS``: ``deny`` (nothing) or ``allow`` (any bucket and region, a raw
+policy, but only the ``objectstore_operator`` role; no adoption).
 
 The check is conservative: a wildcard in what a tenant asks for is allowed only when it provably
 stays inside an allowed pattern (decided on its literal beginning), so an allowance can only turn
@@ -77,6 +78,7 @@ class Allowance:
     roles: frozenset[str] = frozenset()
     regions: tuple[str, ...] = ()
     raw_policy: bool = False
+    allow_adoption: bool = False
     default: str | None = None  # the operator's default, when no policy selects the namespace
 
     def source(self, namespace: str) -> str:
@@ -101,6 +103,7 @@ class AccessPolicy:
     roles: frozenset[str]
     regions: tuple[str, ...]
     raw_policy: bool
+    allow_adoption: bool = False
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> AccessPolicy:
@@ -113,7 +116,7 @@ class AccessPolicy:
                    selector=selector if isinstance(selector, Mapping) else {"matchLabels": {"-": "-"}},
                    buckets=buckets, roles=frozenset(str(r) for r in spec.get("roles") or ()),
                    regions=tuple(str(r) for r in spec.get("regions") or ()),
-                   raw_policy=spec.get("allowRawPolicy") is True)
+                   raw_policy=spec.get("allowRawPolicy") is True, allow_adoption=spec.get("allowAdoption") is True)
 
     def selects(self, labels: Mapping[str, str]) -> bool:
         return selector_matches(self.selector, labels)
@@ -178,6 +181,7 @@ class AccessIndex:
             roles=frozenset().union(*(p.roles for p in selecting)),
             regions=tuple(region for p in selecting for region in p.regions),
             raw_policy=any(p.raw_policy for p in selecting),
+            allow_adoption=any(p.allow_adoption for p in selecting),
         )
 
 

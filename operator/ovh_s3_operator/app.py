@@ -24,6 +24,7 @@ from .kube_api import EventRecorder, KubeClient, new_api_client
 from .leader import LeaderElector
 from .ovh_api import OVHClient
 from .reconcile import Context
+from .registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class App:
             raise StartupError(f"Cannot read the access policies and namespaces ({error.message}); grant the "
                                "operator list and watch on both (see deploy/kustomize/base/rbac.yaml)") from None
         ctx = Context(ovh=ovh, kube=kube, events=events, settings=settings, access=access, cluster_id=cluster_id,
+                      registry=Registry(kube, settings.operator_namespace),
                       activation=ActivationEstimate(settings.user_poll_interval), drift_interval=lambda: 0.0)
         controller = Controller(ctx)
         ctx.drift_interval = controller.drift_interval
@@ -86,10 +88,7 @@ class App:
         app = cls(settings, controller, ovh, kube, events, (ovh_pool, kube_pool), collector, server)
         app._log_configuration(cluster_id)
         if settings.leader_election:
-            namespace = settings.leader_election_namespace
-            if not namespace:
-                raise StartupError("Leader election needs the operator's namespace: set POD_NAMESPACE (the "
-                                   "downward API) or OVH_S3_OPERATOR_LEADER_ELECTION_NAMESPACE")
+            namespace = settings.leader_election_namespace or settings.operator_namespace
             app.elector = LeaderElector(kube, namespace, os.environ.get("POD_NAME") or socket.gethostname(),
                                         duration=settings.leader_lease_duration, on_lead=controller.start,
                                         on_lose=controller.stop)

@@ -77,9 +77,12 @@ class Settings(BaseSettings):
     """Port of the Prometheus metrics (/metrics); 0 serves none."""
     leader_election: bool = False
     """Take a Lease before acting, so that several replicas can run: one acts, the others stand by."""
-    leader_election_namespace: str | None = Field(None, validation_alias=AliasChoices(
-        "OVH_S3_OPERATOR_LEADER_ELECTION_NAMESPACE", "POD_NAMESPACE"))
-    """Namespace of the Lease (default: the pod's, from POD_NAMESPACE)."""
+    operator_namespace: str = Field("ovh-s3-operator", validation_alias=AliasChoices(
+        "OVH_S3_OPERATOR_NAMESPACE", "POD_NAMESPACE"))
+    """The operator's own namespace (default: the pod's, from POD_NAMESPACE): the Lease and the register
+    of adopted and retained OVH users live there."""
+    leader_election_namespace: str | None = None
+    """Namespace of the Lease (default: the operator's namespace)."""
     leader_lease_duration: float = Field(15.0, ge=1)
     """Seconds without renewal after which a standby takes the Lease over."""
 

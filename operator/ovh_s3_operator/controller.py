@@ -358,6 +358,8 @@ class Controller:
         if outcome.ready:
             self._ready_keys.add(key)
             self._schedule_check(key)
+            if outcome.after is not None:  # key work due by the clock (a rotation, a grace period's end)
+                self.enqueue(key, outcome.after)
             return
         self._ready_keys.discard(key)
         if outcome.after is not None:

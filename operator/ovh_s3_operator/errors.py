@@ -52,6 +52,13 @@ class AccessDenied(OperatorError):
     retry = Retry.ON_CHANGE  # a change of the resource, of an access policy or of the namespace's labels
 
 
+class AdoptionRefused(OperatorError):
+    """``spec.userId`` names an OVH user the resource may not take over (absent, or someone else's)."""
+
+    reason = "AdoptionRefused"
+    retry = Retry.CONFLICT  # the other resource may go away; the user may appear
+
+
 class SecretConflict(OperatorError):
     reason = "SecretConflict"
     retry = Retry.CONFLICT

@@ -169,6 +169,30 @@ class KubeClient:
             await self.call(f"delete Secret {namespace}/{name}", self._core.delete_namespaced_secret,
                             name, namespace, body=options)
 
+    # --- the register of adopted and retained OVH users (a ConfigMap in the operator's namespace) -------
+
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._plain(await self.call(f"read ConfigMap {namespace}/{name}",
+                                               self._core.read_namespaced_config_map, name, namespace))
+        except KubeNotFound:
+            return None
+
+    async def create_config_map(self, namespace: str, body: dict[str, Any]) -> None:
+        """KubeAlreadyExists if it exists (someone created it meanwhile)."""
+        await self.call(f"create ConfigMap {namespace}/{body['metadata']['name']}",
+                        self._core.create_namespaced_config_map, namespace, body)
+
+    async def patch_config_map(self, namespace: str, name: str, data: Mapping[str, str | None],
+                               resource_version: str) -> None:
+        """Merge ``data`` into it (None removes a key) if it is still at ``resource_version``, else KubeConflict."""
+        patch = {"metadata": {"resourceVersion": resource_version}, "data": dict(data)}
+        try:
+            await self.call(f"update ConfigMap {namespace}/{name}", self._core.patch_namespaced_config_map,
+                            name, namespace, patch)
+        except KubeNotFound:
+            raise KubeConflict(f"ConfigMap {namespace}/{name} was deleted meanwhile; retrying") from None
+
     # --- what the access policies need -------------------------------------------------------------
 
     async def list_access_policies(self) -> list[dict[str, Any]]:

@@ -10,10 +10,10 @@ import datetime
 import enum
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from .errors import InvalidSpec
@@ -27,6 +27,8 @@ FINALIZER = f"{GROUP}/ovh-user"
 READY = "Ready"
 OBJECTSTORE_OPERATOR = "objectstore_operator"
 """The OVH role every user gets unless spec.roles says otherwise."""
+ROTATE_ANNOTATION = f"{GROUP}/rotate"
+"""Set to any new value to have the S3 key rotated once (``status.lastRotationRequest`` shows it done)."""
 MARKER_PREFIX = "[osu:"
 DESCRIPTION_LIMIT = 255
 """The longest OVH user description the operator writes (OVH documents no limit: stay well within any)."""
@@ -150,6 +152,67 @@ class SecretKeys(BaseModel):
         return value
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration as Kubernetes writes them (Go's ``time.ParseDuration``, e.g. ``90s``,
+    ``1h30m``, ``720h``; no sign, no days: Go has none)."""
+    if not text or _DURATION.sub("", text) != "":
+        raise ValueError(f"invalid duration {text!r}: use a number and a unit (s, m or h), e.g. 90s, 1h or 720h")
+    return sum(float(number) * _UNITS[unit] for number, unit in _DURATION.findall(text))
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest of ``<n>h``, ``<n>m``, ``<n>s`` that says ``seconds`` exactly (whole seconds)."""
+    whole = int(seconds)
+    for unit, size in (("h", 3600), ("m", 60)):
+        if whole and whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
+def _duration(value: object, *, least: float, most: float, name: str) -> float:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string such as 1h or 720h")
+    seconds = parse_duration(value)
+    if not least <= seconds <= most:
+        raise ValueError(f"{name} must be between {format_duration(least)} and {format_duration(most)}, not {value}")
+    return seconds
+
+
+class Rotation(BaseModel):
+    """``spec.rotation``: when a new S3 key replaces the current one on its own, and for how long the
+    previous key stays valid (durations are parsed into seconds)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    interval: float | None = None
+    grace_period: float = Field(3600.0, alias="gracePeriod")
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval(cls, value: object) -> float | None:
+        return None if value is None else _duration(value, least=3600.0, most=8760 * 3600.0, name="interval")
+
+    @field_validator("grace_period", mode="before")
+    @classmethod
+    def _grace(cls, value: object) -> float:
+        return _duration(value, least=0.0, most=168 * 3600.0, name="gracePeriod")
+
+    @model_validator(mode="after")
+    def _grace_within_interval(self) -> Rotation:
+        if self.interval is not None and self.grace_period >= self.interval:
+            raise ValueError("gracePeriod must be shorter than interval: two keys would otherwise always be valid")
+        return self
+
+
+class DeletionPolicy(enum.StrEnum):
+    DELETE = "Delete"
+    RETAIN = "Retain"
+
+
 class SecretRef(BaseModel):
     """``spec.secret``: where the credentials go, and the shape of the Secret that holds them."""
 
@@ -176,7 +239,7 @@ class SecretRef(BaseModel):
 class Spec(BaseModel):
     """``spec`` of the resource; unknown fields are refused rather than silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     description: str = Field("", max_length=200)
     roles: tuple[str, ...] = Field((OBJECTSTORE_OPERATOR,), min_length=1)
@@ -184,6 +247,17 @@ class Spec(BaseModel):
     grants: tuple[Grant, ...] = ()
     policy: dict[str, Any] | None = None
     secret: SecretRef = SecretRef()
+    rotation: Rotation = Rotation()
+    deletion_policy: DeletionPolicy | None = Field(None, alias="deletionPolicy")
+    user_id: int | None = Field(None, alias="userId", ge=1, le=2**63 - 1)
+    """An existing OVH user to adopt instead of creating one."""
+
+    @property
+    def effective_deletion_policy(self) -> DeletionPolicy:
+        """What deleting the resource does: an adopted user is kept unless Delete is set explicitly."""
+        if self.deletion_policy is not None:
+            return self.deletion_policy
+        return DeletionPolicy.RETAIN if self.user_id is not None else DeletionPolicy.DELETE
 
     @field_validator("description")
     @classmethod
@@ -306,6 +380,10 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 @dataclass(frozen=True)
 class Status:
     """``status`` as recorded. Untrusted: the user id is acted on only once OVH shows this resource's
@@ -318,6 +396,12 @@ class Status:
     access_key_id: str | None = None
     secret_name: str | None = None
     user_requested_at: datetime.datetime | None = None
+    previous_access_key_id: str | None = None
+    previous_key_expiry: datetime.datetime | None = None
+    last_rotation_time: datetime.datetime | None = None
+    next_rotation_time: datetime.datetime | None = None
+    last_rotation_request: str | None = None
+    pending_rotation_request: str | None = None
 
     @classmethod
     def parse(cls, raw: object) -> Status:
@@ -333,6 +417,12 @@ class Status:
             access_key_id=_str(raw.get("accessKeyId")),
             secret_name=_str(raw.get("secretName")),
             user_requested_at=parse_time(raw.get("userRequestedAt")),
+            previous_access_key_id=_str(raw.get("previousAccessKeyId")),
+            previous_key_expiry=parse_time(raw.get("previousAccessKeyExpiryTime")),
+            last_rotation_time=parse_time(raw.get("lastRotationTime")),
+            next_rotation_time=parse_time(raw.get("nextRotationTime")),
+            last_rotation_request=_text(raw.get("lastRotationRequest")),
+            pending_rotation_request=_text(raw.get("pendingRotationRequest")),
         )
 
 
@@ -343,6 +433,12 @@ STATUS_FIELDS = {
     "access_key_id": "accessKeyId",
     "secret_name": "secretName",
     "user_requested_at": "userRequestedAt",
+    "previous_access_key_id": "previousAccessKeyId",
+    "previous_key_expiry": "previousAccessKeyExpiryTime",
+    "last_rotation_time": "lastRotationTime",
+    "next_rotation_time": "nextRotationTime",
+    "last_rotation_request": "lastRotationRequest",
+    "pending_rotation_request": "pendingRotationRequest",
 }
 
 
@@ -359,6 +455,7 @@ class Resource:
     status: Status
     deleting: bool
     finalizers: tuple[str, ...]
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Resource:
@@ -374,6 +471,7 @@ class Resource:
             status=Status.parse(body.get("status")),
             deleting=bool(meta.get("deletionTimestamp")),
             finalizers=tuple(meta.get("finalizers") or ()),
+            annotations={str(k): str(v) for k, v in (meta.get("annotations") or {}).items()},
         )
 
     @property

@@ -9,7 +9,9 @@ resource its description names. Only when that resource is gone (or is a new res
 name) is the user deleted, with a log line and an event in the resource's namespace.
 
 Never touched: users without a marker, users of another cluster (another cluster id), users whose
-description names no resource, and users whose resource cannot be read (forbidden, API errors).
+description names no resource, users whose resource cannot be read (forbidden, API errors), and the
+users of the register (:mod:`.registry`): retained by ``deletionPolicy: Retain``, or adopted by a
+resource. When the register cannot be read, nothing is swept.
 """
 
 from __future__ import annotations
@@ -27,10 +29,17 @@ logger = logging.getLogger(__name__)
 async def sweep(ctx: Context) -> list[int]:
     """Delete the orphans; returns their user ids."""
     grace = max(ctx.settings.orphan_grace, ctx.settings.creation_window)
-    deleted = []
+    deleted: list[int] = []
+    try:
+        kept = await ctx.registry.kept_users()
+    except OperatorError as error:
+        logger.warning("Skipping the orphan sweep: cannot read the register of retained and adopted users (%s)",
+                       error.message)
+        return deleted
     for user in await ctx.ovh.list_users(max_age=60.0):
         marked = read_marker(user.description)
-        if marked is None or marked.marker.cluster != ctx.cluster_id or user.status in GONE_STATUSES:
+        if (marked is None or marked.marker.cluster != ctx.cluster_id or user.status in GONE_STATUSES
+                or user.id in kept):
             continue
         age = ctx.age(parse_time(user.creation_date))
         if age is None or age < grace or not marked.namespace or not marked.name:

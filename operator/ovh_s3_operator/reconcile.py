@@ -39,6 +39,7 @@ from .activation import ActivationEstimate
 from .config import Settings
 from .errors import (
     AccessDenied,
+    AdoptionRefused,
     InvalidSpec,
     OperatorError,
     OVHError,
@@ -51,19 +52,24 @@ from .errors import (
 from .model import (
     FINALIZER,
     READY,
+    ROTATE_ANNOTATION,
     STATUS_FIELDS,
     Condition,
+    DeletionPolicy,
     Marker,
     Resource,
     Spec,
     Status,
+    format_duration,
     format_time,
     parse_spec,
     parse_time,
+    read_marker,
 )
 from .ovh_api import GONE_STATUSES
 from .policy import canonical, compile_policy
-from .ports import OVH, Events, Kube, OVHUser
+from .ports import OVH, Events, Kube, OVHUser, S3Credential
+from .registry import Holder, Registry
 from .secret_writer import ObservedSecret, Shape
 
 logger = logging.getLogger("ovh_s3_operator")
@@ -124,6 +130,8 @@ class Memory:
     deleting: set[int] | None = None
     """The users the finalizer is deleting."""
     delete_sent: set[int] = field(default_factory=set)
+    rotated_from: str | None = None
+    """The key this process replaced at the last rotation: proof enough to delete it from an adopted user."""
 
     def reset(self, uid: str) -> None:
         """Forget everything: the resource was seen for the first time, or replaced by a namesake."""
@@ -144,6 +152,7 @@ class Context:
     settings: Settings
     access: AccessIndex
     cluster_id: str
+    registry: Registry
     activation: ActivationEstimate
     drift_interval: Callable[[], float]
     """The interval between full checks against OVH (stretched by the controller when drift checks
@@ -302,17 +311,24 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
     recorded = status.status
     denied = f"Not allowed in namespace {resource.namespace}: {', '.join(verdict.problems)}. " + \
         allowance.source(resource.namespace)
+    if spec.user_id is not None and not allowance.allow_adoption:
+        if recorded.user_id or recorded.secret_name:  # adopted before: the namespace may no longer hold it
+            await _let_go(ctx, resource, status, journal, memory, secret_name, spec.user_id)
+        raise AccessDenied(f"spec.userId: namespace {resource.namespace} may not adopt existing OVH users. "
+                           + allowance.source(resource.namespace))
     if not verdict.allowed and not (recorded.user_id or recorded.user_requested_at):
         raise AccessDenied(denied)  # before anything is created in OVH
     await _ensure_finalizer(ctx, resource)
     observed = memory.secret = await secret_writer.observe(ctx.kube, resource, secret_name, memory.secret)
 
     _first_verification(ctx, resource, memory)
+    now = ctx.now()
     verified = memory.verified_at is not None and ctx.clock() - memory.verified_at < ctx.drift_interval()
-    if verified and verdict.allowed and resource.is_ready and recorded.secret_name == secret_name:
+    if (verified and verdict.allowed and resource.is_ready and recorded.secret_name == secret_name
+            and not _key_work_due(resource, spec, recorded, now)):
         # OVH was checked recently and nothing changed since: at most the Secret needs its values back.
         assert recorded.ready is not None
-        ready = Outcome(True, recorded.ready.reason, recorded.ready.message)
+        ready = Outcome(True, recorded.ready.reason, recorded.ready.message, after=_next_key_work(spec, recorded, now))
         target = shape.for_user(recorded.user_id, recorded.username)
         if recorded.user_id and observed is not None and observed.up_to_date(recorded.access_key_id, target):
             return ready
@@ -332,7 +348,10 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
     if unknown:
         raise InvalidSpec(f"spec.roles: the OVH project does not offer {', '.join(unknown)}; "
                           f"available: {', '.join(sorted(offered))}")
-    user = await _ensure_user(ctx, resource, status, spec, journal, memory)
+    if spec.user_id is not None:
+        user: OVHUser | Outcome = await _adopted_user(ctx, resource, status, spec.user_id, allowance.roles, journal)
+    else:
+        user = await _ensure_user(ctx, resource, status, spec, journal, memory)
     if isinstance(user, Outcome):
         return user
     if memory.fresh_user != user.id and set(user.roles) != set(verdict.roles):
@@ -340,7 +359,7 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
         journal.note("RolesChanged", f"Changed the roles of OVH user {user.id} to {', '.join(verdict.roles)}")
     await _ensure_policy(ctx, user, compile_policy(verdict.grants, verdict.policy), journal, memory,
                          repair=resource.is_ready)
-    access, secret, extra_keys = await _ensure_key(ctx, user, status.status, observed, journal, memory)
+    access, secret, extra_keys = await _ensure_key(ctx, resource, spec, user, status, observed, journal, memory)
 
     target = shape.for_user(user.id, status.status.username)
     if secret is not None or observed is None or not observed.up_to_date(access, target):
@@ -351,19 +370,23 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
     if (previous_secret and previous_secret != secret_name
             and await secret_writer.delete_if_owned(ctx.kube, resource, previous_secret)):
         journal.note("SecretMoved", f"Deleted Secret {previous_secret}: the credentials moved to Secret {secret_name}")
-    status.record_later(access_key_id=access, secret_name=secret_name)
+    # The Secret holds the key: a rotation asked for by the annotation is done.
+    served = resource.annotations.get(ROTATE_ANNOTATION, recorded.last_rotation_request)
+    status.record_later(access_key_id=access, secret_name=secret_name, pending_rotation_request=None,
+                        last_rotation_request=served)
 
     for key in extra_keys:
         await ctx.ovh.delete_s3_credentials(user.id, key)
         metrics.DRIFT_REPAIRS.labels("stray-key").inc()
         journal.note("KeyDeleted", f"Deleted S3 access key {key} of OVH user {user.id}: the Secret holds another key")
-    if memory.fresh_user != user.id:
+    if memory.fresh_user != user.id and spec.user_id is None:
         await _delete_duplicates(ctx, resource, user, journal)
     memory.verified_at, memory.verified_user, memory.verified_key = ctx.clock(), user.id, access
     memory.forget_user()
     if not verdict.allowed:
         return Outcome.failed(AccessDenied(f"OVH user {user.id} keeps only what is allowed. {denied}"))
-    return Outcome(True, "Reconciled", f"OVH user {user.id} is ready; S3 credentials are in Secret {secret_name}")
+    return Outcome(True, "Reconciled", f"OVH user {user.id} is ready; S3 credentials are in Secret {secret_name}",
+                   after=_next_key_work(spec, status.status, ctx.now()))
 
 
 async def _restore_secret(ctx: Context, resource: Resource, journal: Journal, memory: Memory,
@@ -397,6 +420,69 @@ async def _revoke(ctx: Context, resource: Resource, status: StatusWriter, journa
             journal.warn("SecretDeleted", f"Deleted Secret {name}: it held a key that was revoked")
     memory.secret = None
     await status.record(access_key_id=None, secret_name=None)
+
+
+async def _let_go(ctx: Context, resource: Resource, status: StatusWriter, journal: Journal, memory: Memory,
+                  secret_name: str, user_id: int) -> None:
+    """Stop holding an adopted user the namespace may no longer adopt: its Secret goes, the user and its
+    keys stay in OVH (they were not the operator's to begin with)."""
+    await _revoke(ctx, resource, status, journal, memory, secret_name)
+    await ctx.registry.release(user_id, resource, retain_since=None)
+    if status.status.user_id is not None:
+        journal.warn("UserReleased", f"Stopped managing adopted OVH user {user_id}: adoption is no longer allowed "
+                                     "in this namespace. The user and its S3 keys stay in OVH")
+    memory.verified_at = memory.verified_user = memory.verified_key = None
+    await status.record(user_id=None, username=None)
+
+
+async def _adopted_user(ctx: Context, resource: Resource, status: StatusWriter, user_id: int,
+                        allowed_roles: frozenset[str], journal: Journal) -> OVHUser | Outcome:
+    """The existing OVH user ``spec.userId`` names, once proven this resource's to hold.
+
+    Trusted because spec.userId names it, an access policy lets the namespace adopt, and the register
+    (:mod:`.registry`) records this resource as its only holder; never because of status. A user is
+    refused when OVH does not have it, when it carries the marker of another cluster or of another
+    live resource, when it has roles the namespace may not use, or when another live resource holds it.
+    """
+    user = await ctx.ovh.get_user(user_id)
+    if user is None or user.status in GONE_STATUSES:
+        raise AdoptionRefused(f"spec.userId: the OVH project has no user {user_id}; check the id in the OVH "
+                              "console (Public Cloud, Users & Roles)")
+    holder = await ctx.registry.holder(user_id)
+    if holder is None or holder.uid != resource.uid:
+        await _check_adoptable(ctx, resource, user, allowed_roles)
+
+        async def alive(other: Holder) -> bool:
+            body = await ctx.kube.read_resource(other.namespace, other.name)
+            return body is not None and (body.get("metadata") or {}).get("uid") == other.uid
+
+        other = await ctx.registry.claim(user_id, resource, alive)
+        if other is not None:
+            raise AdoptionRefused(f"spec.userId: OVH user {user_id} is already adopted by {other.namespace}/"
+                                  f"{other.name}; one OVH user belongs to one resource")
+        journal.note("UserAdopted", f"Adopted the existing OVH user {user_id} ({user.username}); deleting this "
+                                    "resource keeps it unless spec.deletionPolicy is Delete")
+    await status.record(user_id=user.id, username=user.username)
+    if user.status != "ok":
+        return _not_active(ctx, user)
+    return user
+
+
+async def _check_adoptable(ctx: Context, resource: Resource, user: OVHUser, allowed_roles: frozenset[str]) -> None:
+    marked = read_marker(user.description)
+    if marked is not None and marked.marker.cluster != ctx.cluster_id:
+        raise AdoptionRefused(f"spec.userId: OVH user {user.id} belongs to the ovh-s3-operator of another cluster "
+                              f"({marked.marker.cluster}); it cannot be adopted here")
+    if marked is not None and marked.namespace and marked.name:
+        body = await ctx.kube.read_resource(marked.namespace, marked.name)
+        if body is not None and (body.get("metadata") or {}).get("uid") == marked.marker.uid:
+            raise AdoptionRefused(f"spec.userId: OVH user {user.id} belongs to resource {marked.namespace}/"
+                                  f"{marked.name}; one OVH user belongs to one resource")
+    forbidden = sorted(set(user.roles) - allowed_roles)
+    if forbidden:
+        raise AccessDenied(f"spec.userId: OVH user {user.id} has roles this namespace may not use "
+                           f"({', '.join(forbidden)}); adopt a user whose roles the access policies allow. "
+                           + ctx.access.allowance(resource.namespace).source(resource.namespace))
 
 
 async def _ensure_user(ctx: Context, resource: Resource, status: StatusWriter, spec: Spec, journal: Journal,
@@ -512,32 +598,161 @@ async def _ensure_policy(ctx: Context, user: OVHUser, desired: dict[str, Any], j
                  f"Applied the S3 policy ({len(desired['Statement'])} statements) to OVH user {user.id}")
 
 
-async def _ensure_key(ctx: Context, user: OVHUser, recorded: Status, observed: ObservedSecret | None,
-                      journal: Journal, memory: Memory) -> tuple[str, str | None, list[str]]:
-    """The access key to use, its secret if the Secret must be (re)written, and keys to delete."""
+# --- keys and their rotation ---------------------------------------------------------------------
+
+
+def _rotation_due(resource: Resource, spec: Spec, recorded: Status, now: datetime.datetime) -> bool:
+    """A rotation was asked for (a new value of the rotate annotation) or its interval has passed."""
+    request = resource.annotations.get(ROTATE_ANNOTATION)
+    if request is not None and request not in (recorded.last_rotation_request, recorded.pending_rotation_request):
+        return True
+    issued = recorded.last_rotation_time
+    interval = spec.rotation.interval
+    return interval is not None and issued is not None and now >= issued + datetime.timedelta(seconds=interval)
+
+
+def _previous_expiry(spec: Spec, recorded: Status) -> datetime.datetime | None:
+    """When the previous key stops being valid: a grace period after the rotation that replaced it."""
+    if recorded.last_rotation_time is None:
+        return None
+    return recorded.last_rotation_time + datetime.timedelta(seconds=spec.rotation.grace_period)
+
+
+def _key_work_due(resource: Resource, spec: Spec, recorded: Status, now: datetime.datetime) -> bool:
+    """Whether keys need work now, from the resource alone (no OVH call)."""
+    if _rotation_due(resource, spec, recorded, now):
+        return True
+    if spec.rotation.interval is not None and recorded.next_rotation_time is None:
+        return True  # the schedule is not recorded yet
+    expiry = _previous_expiry(spec, recorded)
+    return recorded.previous_access_key_id is not None and (expiry is None or now >= expiry)
+
+
+def _next_key_work(spec: Spec, recorded: Status, now: datetime.datetime) -> float | None:
+    """Seconds until the keys need work by the clock: the previous key's grace period ends, or the
+    next scheduled rotation."""
+    moments = []
+    expiry = _previous_expiry(spec, recorded)
+    if recorded.previous_access_key_id is not None and expiry is not None:
+        moments.append(expiry)
+    if spec.rotation.interval is not None and recorded.next_rotation_time is not None:
+        moments.append(recorded.next_rotation_time)
+    if not moments:
+        return None
+    return max(0.0, (min(moments) - now).total_seconds())
+
+
+def _next_rotation(spec: Spec, issued: datetime.datetime | None) -> datetime.datetime | None:
+    if spec.rotation.interval is None or issued is None:
+        return None
+    return issued + datetime.timedelta(seconds=spec.rotation.interval)
+
+
+async def _create_key(ctx: Context, user: OVHUser, journal: Journal, memory: Memory) -> S3Credential:
+    try:
+        credential = await ctx.ovh.create_s3_credentials(user.id)
+    except OVHError as error:
+        if not error.nothing_created:
+            memory.forget_user()  # a key may exist now: read the keys next time
+        raise
+    if memory.fresh_user == user.id:
+        memory.fresh_keys = (credential.access,)
+    journal.note("KeyCreated", f"Created S3 access key {credential.access} for OVH user {user.id}")
+    return credential
+
+
+async def _current_key(ctx: Context, user: OVHUser, recorded: Status, observed: ObservedSecret | None,
+                       keys: list[str], memory: Memory, *, adopted: bool) -> str | None:
+    """The existing key the Secret should hold, if any.
+
+    For a user the operator created, every key is the resource's: the one status or the Secret names,
+    else any. For an adopted user, other keys may belong to others: only a key this process verified,
+    or one whose true secret the resource's Secret already holds, is the resource's.
+    """
+    in_secret = observed.access if observed else None
+    if not adopted:
+        preferred = [k for k in (recorded.access_key_id, in_secret) if k and k in keys] + keys
+        return preferred[0] if preferred else None
+    if memory.verified_user == user.id and memory.verified_key in keys:
+        return memory.verified_key
+    if observed is not None and observed.intact and in_secret in keys:
+        assert in_secret is not None
+        if observed.digest == secret_writer.digest(in_secret, await ctx.ovh.get_s3_secret(user.id, in_secret)):
+            return in_secret
+    return None
+
+
+async def _ensure_key(ctx: Context, resource: Resource, spec: Spec, user: OVHUser, status: StatusWriter,
+                      observed: ObservedSecret | None, journal: Journal,
+                      memory: Memory) -> tuple[str, str | None, list[str]]:
+    """The access key the Secret must hold, its secret if the Secret must be (re)written, and stray keys
+    to delete. Rotates the key when asked or due, and deletes the previous key once its grace period
+    is over.
+
+    Crash safety of a rotation: the new key is recorded in status (with the old one as previous) before
+    the Secret gets it, and the old key is deleted only after its grace period. A crash before the
+    record leaves the new key stray (deleted by the next reconcile, which rotates again); after it,
+    the next reconcile writes the recorded key to the Secret and keeps the previous one valid.
+    """
+    adopted = spec.user_id is not None
+    recorded = status.status
     fresh = memory.fresh_user == user.id
     keys = list(memory.fresh_keys) if fresh else await ctx.ovh.list_s3_credentials(user.id)
     if not fresh and recorded.access_key_id and recorded.access_key_id not in keys:
         metrics.DRIFT_REPAIRS.labels("key").inc()
         journal.warn("KeyMissing",
                      f"S3 access key {recorded.access_key_id} of OVH user {user.id} was deleted outside the operator")
-    in_secret = observed.access if observed else None
-    preferred = [k for k in (recorded.access_key_id, in_secret) if k and k in keys] + keys
-    if not preferred:
-        try:
-            credential = await ctx.ovh.create_s3_credentials(user.id)
-        except OVHError as error:
-            if not error.nothing_created:
-                memory.forget_user()  # a key may exist now: read the keys next time
-            raise
-        if fresh:
-            memory.fresh_keys = (credential.access,)
-        journal.note("KeyCreated", f"Created S3 access key {credential.access} for OVH user {user.id}")
-        return credential.access, credential.secret, []
-    access = preferred[0]
-    secret = None if observed is not None and observed.intact and observed.access == access \
-        else await ctx.ovh.get_s3_secret(user.id, access)
-    return access, secret, [k for k in keys if k != access]
+    current = await _current_key(ctx, user, recorded, observed, keys, memory, adopted=adopted)
+    previous = recorded.previous_access_key_id if recorded.previous_access_key_id in keys else None
+    previous = None if previous == current else previous
+    now = ctx.now().replace(microsecond=0)
+    secret: str | None = None
+
+    async def retire(key: str, why: str) -> None:
+        if adopted and memory.rotated_from != key:
+            journal.warn("KeyLeft", f"Left S3 access key {key} of adopted OVH user {user.id} in OVH ({why}): the "
+                                    "operator restarted since it replaced the key, so it cannot prove the key was "
+                                    "this resource's. Delete it by hand once nothing uses it")
+            return
+        await ctx.ovh.delete_s3_credentials(user.id, key)
+        journal.note("KeyDeleted", f"Deleted S3 access key {key} of OVH user {user.id}: {why}")
+
+    if current is None:
+        credential = await _create_key(ctx, user, journal, memory)
+        current, secret = credential.access, credential.secret
+        status.record_later(last_rotation_time=now, next_rotation_time=_next_rotation(spec, now))
+    elif _rotation_due(resource, spec, recorded, now):
+        if previous is not None:
+            await retire(previous, "a new rotation started before its grace period ended")
+        credential = await _create_key(ctx, user, journal, memory)
+        grace = spec.rotation.grace_period
+        # Recorded before the Secret gets the new key: after a crash, the key to write is known and the
+        # request is not served twice.
+        await status.record(access_key_id=credential.access, previous_access_key_id=current,
+                            previous_key_expiry=now + datetime.timedelta(seconds=grace), last_rotation_time=now,
+                            next_rotation_time=_next_rotation(spec, now),
+                            pending_rotation_request=resource.annotations.get(ROTATE_ANNOTATION))
+        memory.rotated_from = current
+        metrics.ROTATIONS.labels("started").inc()
+        journal.note("KeyRotated", f"Rotated the S3 key of OVH user {user.id}: {credential.access} replaces "
+                                   f"{current}, which stays valid for {format_duration(grace)}")
+        previous, current, secret = current, credential.access, credential.secret
+    else:
+        issued = recorded.last_rotation_time or now
+        status.record_later(last_rotation_time=issued, next_rotation_time=_next_rotation(spec, issued))
+
+    if previous is not None:
+        expiry = _previous_expiry(spec, status.status)
+        if expiry is None or now >= expiry:
+            await retire(previous, "the grace period after its rotation is over")
+            metrics.ROTATIONS.labels("completed").inc()
+            previous = None
+    if previous is None:
+        status.record_later(previous_access_key_id=None, previous_key_expiry=None)
+    if secret is None and not (observed is not None and observed.intact and observed.access == current):
+        secret = await ctx.ovh.get_s3_secret(user.id, current)
+    extra = [] if adopted else [k for k in keys if k not in (current, previous)]
+    return current, secret, extra
 
 
 def _own(users: list[OVHUser], marker: Marker) -> list[OVHUser]:
@@ -601,11 +816,26 @@ async def finalize(ctx: Context, resource: Resource, memory: Memory) -> Outcome:
     return outcome
 
 
+def _deletion_of(resource: Resource) -> tuple[DeletionPolicy, int | None]:
+    """The deletion policy and adopted user id, read from the raw spec (a resource is deleted even when
+    its spec no longer validates)."""
+    user_id = resource.spec.get("userId")
+    user_id = user_id if type(user_id) is int and user_id > 0 else None
+    raw = resource.spec.get("deletionPolicy")
+    if raw in (DeletionPolicy.DELETE.value, DeletionPolicy.RETAIN.value):
+        return DeletionPolicy(raw), user_id
+    return (DeletionPolicy.RETAIN if user_id is not None else DeletionPolicy.DELETE), user_id
+
+
 async def _delete_users(ctx: Context, resource: Resource, status: StatusWriter, journal: Journal,
                         memory: Memory) -> Outcome | None:
-    """Delete every user carrying the resource's marker; an Outcome while waiting, None when done."""
+    """Delete (or, with deletionPolicy Retain, leave) the resource's users; an Outcome while waiting,
+    None when done."""
     settings, marker = ctx.settings, ctx.marker(resource)
+    policy, adopted = _deletion_of(resource)
     if memory.deleting is None:
+        if adopted is not None:
+            return await _release_adopted(ctx, resource, journal, memory, adopted, policy)
         recorded = status.status
         requested_age = ctx.age(recorded.user_requested_at)
         if not recorded.user_id and requested_age is None:
@@ -622,6 +852,11 @@ async def _delete_users(ctx: Context, resource: Resource, status: StatusWriter, 
         if not own:
             journal.note("NothingToDelete", "OVH shows no user for this resource; nothing to delete in OVH")
             return None
+        if policy is DeletionPolicy.RETAIN:
+            for user_id in sorted(own):
+                await ctx.registry.release(user_id, resource, retain_since=ctx.now())
+                _note_retained(journal, user_id, recorded)
+            return None
         memory.deleting = own
     for user_id in sorted(memory.deleting):
         if user_id not in memory.delete_sent:
@@ -633,8 +868,35 @@ async def _delete_users(ctx: Context, resource: Resource, status: StatusWriter, 
             memory.deleting.discard(user_id)
             ctx.activation.forget(user_id)
             journal.note("UserDeleted", f"Deleted OVH user {user_id}")
+            if adopted == user_id:
+                await ctx.registry.release(user_id, resource, retain_since=None)
     if memory.deleting:
         waiting_for = ", ".join(map(str, sorted(memory.deleting)))
         return Outcome.waiting(DELETING, f"Waiting for OVH to delete user {waiting_for}", settings.user_poll_interval)
     return None
 
+
+def _note_retained(journal: Journal, user_id: int, recorded: Status) -> None:
+    keys = ", ".join(k for k in (recorded.access_key_id, recorded.previous_access_key_id) if k) or "none recorded"
+    journal.note("UserRetained", f"Left OVH user {user_id} and its S3 keys ({keys}) in OVH: spec.deletionPolicy is "
+                                 "Retain. Delete them in the OVH console when no longer needed")
+
+
+async def _release_adopted(ctx: Context, resource: Resource, journal: Journal, memory: Memory, user_id: int,
+                           policy: DeletionPolicy) -> Outcome | None:
+    """Deletion of a resource that names an existing user: the user is deleted only if this resource
+    holds it (the register says so) and deletionPolicy is Delete; else it is left as it is."""
+    holder = await ctx.registry.holder(user_id)
+    if holder is None or holder.uid != resource.uid:
+        journal.note("NothingToDelete", f"This resource never held OVH user {user_id}; nothing to delete in OVH")
+        return None
+    if policy is DeletionPolicy.RETAIN:
+        user = await ctx.ovh.get_user(user_id)
+        marked = read_marker(user.description) if user is not None else None
+        # A user this cluster once created still carries its marker: the orphan sweep must leave it alone.
+        retain = ctx.now() if marked is not None and marked.marker.cluster == ctx.cluster_id else None
+        await ctx.registry.release(user_id, resource, retain_since=retain)
+        _note_retained(journal, user_id, resource.status)
+        return None
+    memory.deleting = {user_id}
+    return await _delete_users(ctx, resource, StatusWriter(ctx.kube, resource), journal, memory)

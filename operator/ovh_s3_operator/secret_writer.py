@@ -273,6 +273,12 @@ class ObservedSecret:
                    access=access, intact=intact, data_digest=_json_digest(data), record=record,
                    keys=frozenset(data), labels=dict(meta.get("labels") or {}), annotations=annotations)
 
+    @property
+    def digest(self) -> str | None:
+        """The annotated digest of the access key and secret it holds, when they are intact (not proof of
+        anything alone: whoever can edit the Secret can write both)."""
+        return self.annotations.get(DIGEST_ANNOTATION) if self.intact else None
+
     def up_to_date(self, access: str | None, target: Shape) -> bool:
         """Holds ``access`` intact and exactly what ``target`` renders to, with its labels and annotations."""
         wanted = Record(target.access_key, target.secret_key, target.inputs, self.data_digest,

@@ -68,7 +68,7 @@ async def controller(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Cont
     script = Script()
     values = settings(**getattr(request, "param", {}))
     ctx = Context(ovh=cast(Any, None), kube=cast(Any, None), events=cast(Any, None), settings=values,
-                  access=AccessIndex(), cluster_id="c", activation=ActivationEstimate(1.0),
+                  access=AccessIndex(), cluster_id="c", registry=cast(Any, None), activation=ActivationEstimate(1.0),
                   drift_interval=lambda: 0.0)
     controller = Controller(ctx, reconciler=script)
     ctx.drift_interval = controller.drift_interval

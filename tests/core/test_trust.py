@@ -82,11 +82,14 @@ async def test_a_forged_key_in_status_is_never_restored_into_a_secret(op: Operat
     op.patch("attacker", {"status": forged}, "team-b", status=True)
     op.core.delete_namespaced_secret("attacker-s3", "team-b")  # "please restore my Secret"
     await until(lambda: op.secret_values("attacker-s3", "team-b"), what="a Secret for the attacker")
+    # (A reconcile that started before the forged status may restore the Secret first; the next one
+    # reads the forgery and drops it.)
+    await until(lambda: op.get("attacker", "team-b")["status"].get("userId") != victim["status"]["userId"],  # type: ignore[index]
+                10, what="the forged user id to be dropped")
     await op.wait_ready("attacker", namespace="team-b")
     values = op.secret_values("attacker-s3", "team-b")
     assert values is not None
     assert values["AWS_ACCESS_KEY_ID"] != victim["status"]["accessKeyId"]
-    assert op.get("attacker", "team-b")["status"]["userId"] != victim["status"]["userId"]  # type: ignore[index]
     assert attacker["status"]["userId"] in [u["id"] for u in op.ovh_users(attacker["metadata"]["uid"])]
 
 

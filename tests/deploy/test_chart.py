@@ -13,6 +13,7 @@ from ovh_s3_operator.config import Settings
 
 from .invariants import (
     CHART_OWNED_SETTINGS,
+    REGISTER_GRANTS,
     canonical,
     check_objects_are_valid,
     check_pod_is_hardened,
@@ -90,7 +91,8 @@ def test_defaults_install_one_operator_watching_every_namespace() -> None:
     assert sorted((obj["kind"], obj["metadata"]["name"]) for obj in objects) == [
         ("ClusterRole", "ovh-s3-operator"), ("ClusterRole", "ovh-s3-operator-edit"),
         ("ClusterRole", "ovh-s3-operator-view"), ("ClusterRoleBinding", "ovh-s3-operator"),
-        ("Deployment", "ovh-s3-operator"), ("Secret", "ovh-s3-operator-ovh-credentials"),
+        ("Deployment", "ovh-s3-operator"), ("Role", "ovh-s3-operator-register"),
+        ("RoleBinding", "ovh-s3-operator-register"), ("Secret", "ovh-s3-operator-ovh-credentials"),
         ("Service", "ovh-s3-operator-metrics"), ("ServiceAccount", "ovh-s3-operator")]
     operator = container(objects)
     assert operator["image"] == "ghcr.io/ovh-s3-operator/ovh-s3-operator:0.1.0"
@@ -128,10 +130,13 @@ def test_explicit_leader_election_with_one_replica_rolls_updates() -> None:
 
 
 def test_cluster_wide_operator_rules_are_those_of_deploy() -> None:
-    [cluster_role] = chart_operator_roles()
+    [cluster_role, register] = chart_operator_roles()
     reference = one(base_rbac(), "ClusterRole", "ovh-s3-operator")
     assert cluster_role["kind"] == "ClusterRole"
     assert canonical(cluster_role["rules"]) == canonical(reference["rules"])
+    assert (register["kind"], register["metadata"]["namespace"]) == ("Role", NAMESPACE)
+    assert canonical(register["rules"]) == canonical(one(base_rbac(), "Role", "ovh-s3-operator-register")["rules"])
+    assert grants(register["rules"]) == REGISTER_GRANTS
 
 
 def test_watching_namespaces_grants_namespaced_rights_only_there() -> None:

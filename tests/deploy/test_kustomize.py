@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from .invariants import (
+    REGISTER_GRANTS,
     canonical,
     check_objects_are_valid,
     check_pod_is_hardened,
@@ -58,8 +59,10 @@ def test_the_pod_is_hardened_and_runs_one_operator(overlay: str) -> None:
 
 def test_cluster_wide_grants_exactly_the_base_cluster_role() -> None:
     objects = rendered("cluster-wide")
-    [cluster_role] = operator_roles(objects)
+    [cluster_role, register] = operator_roles(objects)
     assert cluster_role == one(base_rbac(), "ClusterRole", "ovh-s3-operator")
+    assert register == one(base_rbac(), "Role", "ovh-s3-operator-register")
+    assert register["metadata"]["namespace"] == "ovh-s3-operator" and grants(register["rules"]) == REGISTER_GRANTS
     assert not [arg for arg in container(objects)["args"] if arg.startswith("--namespace")]
     for suffix in ("edit", "view"):
         assert one(objects, "ClusterRole", f"ovh-s3-operator-{suffix}") == one(
@@ -70,7 +73,8 @@ def test_namespaced_grants_namespaced_rights_only_in_the_watched_namespaces() ->
     objects = rendered("namespaced")
     roles = operator_roles(objects)
     [cluster_role] = [role for role in roles if role["kind"] == "ClusterRole"]
-    watched = {role["metadata"]["namespace"]: role for role in roles if role["kind"] == "Role"}
+    watched = {role["metadata"]["namespace"]: role for role in roles
+               if role["kind"] == "Role" and role["metadata"]["name"] == "ovh-s3-operator"}
     reference = grants(one(base_rbac(), "ClusterRole", "ovh-s3-operator")["rules"])
     cluster_wide = grants(cluster_role["rules"])
     assert {resource for _, resource, _, _ in cluster_wide} == {
@@ -83,7 +87,7 @@ def test_namespaced_grants_namespaced_rights_only_in_the_watched_namespaces() ->
 
 def test_namespaced_overlay_and_chart_grant_the_same() -> None:
     namespaces = sorted({role["metadata"]["namespace"] for role in operator_roles(rendered("namespaced"))
-                         if role["kind"] == "Role"})
+                         if role["metadata"]["name"] == "ovh-s3-operator" and role["kind"] == "Role"})
     by_engine = [operator_roles(rendered("namespaced")), chart_operator_roles({"watchNamespaces": namespaces})]
     kustomize, helm = ({(role["kind"], role["metadata"].get("namespace")): canonical(role["rules"]) for role in roles}
                        for roles in by_engine)

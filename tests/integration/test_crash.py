@@ -1,7 +1,8 @@
 """Crash consistency: SIGKILL the operator right after each OVH write, and at random, then restart it.
 
 After the restart every resource must end with exactly one OVH user and one key, held by its Secret;
-deleted resources must end with no OVH user and their finalizer released.
+deleted resources must end with no OVH user and their finalizer released. A key rotation must end
+with the new key in the Secret and the old one gone, whichever of its writes the crash follows.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
+from ovh_s3_operator.model import ROTATE_ANNOTATION
 from ovh_s3_operator_sandbox.stack import wait_for
 
 from .conftest import World
@@ -96,6 +98,22 @@ def test_crash_while_deleting_a_stray_key(world: World) -> None:
     wait_for(lambda: len(world.ovh_users(obj["metadata"]["uid"])[0]["credentials"]) == 1, 30,
              what="the stray key to be deleted")
     world.assert_consistent(["crashy"])
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", r"/s3Credentials$"),
+    ("DELETE", r"/s3Credentials/\w+$"),
+], ids=["after-new-key-created", "after-old-key-deleted"])
+def test_crash_during_rotation(world: World, method: str, path: str) -> None:
+    world.start_operator()
+    world.create("crashy", {**GRANTS, "rotation": {"gracePeriod": "0s"}})
+    old = world.wait_ready("crashy")["status"]["accessKeyId"]
+    rotate = {"metadata": {"annotations": {ROTATE_ANNOTATION: "1"}}}
+    crash_on(world, method, path, lambda: world.patch("crashy", rotate))
+    wait_for(lambda: world.get("crashy")["status"].get("lastRotationRequest") == "1", 30,  # type: ignore[index]
+             what="the rotation to complete")
+    world.assert_consistent(["crashy"])  # one key, the Secret's: nothing leaked, nothing lost
+    assert world.get("crashy")["status"]["accessKeyId"] != old  # type: ignore[index]
 
 
 def test_random_sigkills(world: World) -> None:

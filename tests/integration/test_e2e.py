@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from ovh_s3_operator.model import ROTATE_ANNOTATION
+from ovh_s3_operator_sandbox.policies import ALLOW_EVERYTHING
 from ovh_s3_operator_sandbox.stack import wait_for
 
 from .conftest import World
@@ -103,3 +105,31 @@ def test_ovh_rate_limit_429s_converge(world: World) -> None:
     statuses: list[Any] = [c.status for c in world.stack.ovh.calls()]
     assert statuses.count(429) > 0
     assert statuses.count(429) <= len(statuses) // 2  # the limiter backs off instead of hammering
+
+
+ADOPTING = {"adopting": {**ALLOW_EVERYTHING["everything"], "allowAdoption": True}}
+
+
+@pytest.mark.parametrize("world", [{"access": ADOPTING}], indirect=True)
+def test_adopt_rotate_and_retain_through_kopf(world: World) -> None:
+    """An existing OVH user adopted, its key rotated by the annotation, then kept when the resource goes."""
+    user_id = world.stack.ovh.project.add_user("made in the OVH console")
+    theirs = world.stack.ovh.project.add_credential(user_id)
+    world.start_operator()
+    world.create("adopter", {**GRANTS, "userId": user_id, "rotation": {"gracePeriod": "0s"}})
+    first = world.wait_ready("adopter")["status"]["accessKeyId"]
+    world.patch("adopter", {"metadata": {"annotations": {ROTATE_ANNOTATION: "now"}}})
+    wait_for(lambda: world.get("adopter")["status"].get("lastRotationRequest") == "now", 20,  # type: ignore[index]
+             what="the rotation")
+    second = world.get("adopter")["status"]["accessKeyId"]  # type: ignore[index]
+    assert world.secret_values("adopter-s3")["AWS_ACCESS_KEY_ID"] == second  # type: ignore[index]
+    wait_for(lambda: {c["access"] for c in world.ovh_users()[0]["credentials"]} == {theirs, second}, 20,
+             what="the replaced key to be deleted, the other system's key kept")
+    assert first not in (theirs, second)
+
+    world.delete("adopter")
+    world.wait_gone("adopter")
+    [user] = world.ovh_users()  # kept: the operator did not create it
+    assert user["id"] == user_id and {c["access"] for c in user["credentials"]} == {theirs, second}
+    events = {e.reason for e in world.core.list_namespaced_event(world.namespace).items}
+    assert {"UserAdopted", "KeyRotated", "KeyDeleted", "UserRetained"} <= events

@@ -208,6 +208,11 @@ class OVHProject:
         with self.lock:
             self._existing(user_id).policy = policy
 
+    def add_credential(self, user_id: int) -> str:
+        """An S3 key made by hand for a user; returns its access key id."""
+        result = self.handle("POST", f"/cloud/project/{self.service_name}/user/{user_id}/s3Credentials", "")
+        return str(result["access"])  # type: ignore[index]
+
     def delete_credential(self, user_id: int, access: str) -> None:
         with self.lock:
             del self._existing(user_id).credentials[access]

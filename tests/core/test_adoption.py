@@ -1,0 +1,217 @@
+"""Adoption of existing OVH users (spec.userId) and spec.deletionPolicy, in-process, including what a
+hostile tenant would try."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes.client.exceptions import ApiException
+
+from ovh_s3_operator import orphans
+from ovh_s3_operator.registry import REGISTRY_NAME
+from ovh_s3_operator_sandbox.harness import until
+from ovh_s3_operator_sandbox.policies import ALLOW_EVERYTHING
+from ovh_s3_operator_sandbox.stack import examples
+
+from .conftest import Operator
+
+ADOPTING = {"adopt": {**ALLOW_EVERYTHING["everything"], "allowAdoption": True}}
+
+
+@pytest.fixture
+async def op() -> Any:
+    async with Operator(access=ADOPTING, orphan_grace=0.0, ovh_consistency_delay=0.05,
+                        ovh_request_timeout=0.1) as operator:
+        yield operator
+
+
+def register(op: Operator) -> dict[str, str]:
+    config_map = op.kube.get_object("v1", "configmaps", "ovh-s3-operator", REGISTRY_NAME)
+    return dict((config_map or {}).get("data") or {})
+
+
+def handmade(op: Operator, roles: tuple[str, ...] = ("objectstore_operator",)) -> tuple[int, str]:
+    """A user made in the OVH console, with a key some other system uses."""
+    user_id = op.ovh.project.add_user("made by hand for the backup system", roles)
+    return user_id, op.ovh.project.add_credential(user_id)
+
+
+def user(op: Operator, user_id: int) -> dict[str, Any]:
+    found = op.ovh.project.user(user_id)
+    assert found is not None
+    return found
+
+
+async def test_adopting_a_user_gives_it_a_new_key_and_leaves_its_other_keys(op: Operator) -> None:
+    user_id, theirs = handmade(op)
+    uid = op.create("adopter", {"userId": user_id, "grants": [{"bucket": "backups", "access": "read"}]})[
+        "metadata"]["uid"]
+    obj = await op.wait_ready("adopter")
+    assert (obj["status"]["userId"], obj["status"]["username"]) == (user_id, user(op, user_id)["username"])
+    ours = obj["status"]["accessKeyId"]
+    assert ours != theirs and {c["access"] for c in user(op, user_id)["credentials"]} == {theirs, ours}
+    values = op.secret_values("adopter-s3")
+    assert values is not None and values["AWS_ACCESS_KEY_ID"] == ours
+    assert "arn:aws:s3:::backups" in user(op, user_id)["policy"]
+    assert register(op) == {f"adopted.{user_id}": f"default/adopter/{uid}"}
+    await op.wait_events("UserAdopted", "KeyCreated", "SecretWritten")
+
+    # A restart proves the key again from the Secret (whose secret matches OVH's), not from status.
+    await op.restart()
+    op.app.controller.enqueue(("default", "adopter"))  # type: ignore[union-attr]
+    await op.settle()
+    assert {c["access"] for c in user(op, user_id)["credentials"]} == {theirs, ours}
+
+    # Deleting the resource keeps the user (it was not the operator's) and its keys.
+    op.delete("adopter")
+    await op.wait_gone("adopter")
+    assert {c["access"] for c in user(op, user_id)["credentials"]} == {theirs, ours}
+    assert register(op) == {}
+    await op.wait_events("UserRetained")
+
+
+async def test_an_adopted_user_is_deleted_only_with_deletion_policy_delete(op: Operator) -> None:
+    user_id, _ = handmade(op)
+    op.create("adopter", {"userId": user_id, "deletionPolicy": "Delete"})
+    await op.wait_ready("adopter")
+    op.delete("adopter")
+    await op.wait_gone("adopter")
+    assert op.ovh_users() == []
+    assert register(op) == {}
+
+
+async def test_adoption_needs_an_access_policy_that_allows_it() -> None:
+    async with Operator() as op:  # allows everything but adoption
+        user_id, theirs = handmade(op)
+        op.create("adopter", {"userId": user_id})
+        obj = await op.wait_condition("adopter", "False", "AccessDenied")
+        assert "spec.userId: namespace default may not adopt existing OVH users" in op.ready(obj)["message"]  # type: ignore[index]
+        assert op.ovh.writes() == [] and [c["access"] for c in user(op, user_id)["credentials"]] == [theirs]
+
+
+async def test_a_user_that_does_not_exist(op: Operator) -> None:
+    op.create("adopter", {"userId": 424242})
+    obj = await op.wait_condition("adopter", "False", "AdoptionRefused")
+    assert "the OVH project has no user 424242" in op.ready(obj)["message"]  # type: ignore[index]
+    op.delete("adopter")
+    await op.wait_gone("adopter")
+
+
+async def test_another_resources_user_cannot_be_adopted(op: Operator) -> None:
+    owner = op.create("owner", {})
+    user_id = (await op.wait_ready("owner"))["status"]["userId"]
+    op.create("thief", {"userId": user_id, "deletionPolicy": "Delete"})
+    obj = await op.wait_condition("thief", "False", "AdoptionRefused")
+    assert f"OVH user {user_id} belongs to resource default/owner" in op.ready(obj)["message"]  # type: ignore[index]
+    # Pointing status at the user changes nothing: status is not proof.
+    op.patch("thief", {"status": {"userId": user_id}}, status=True)
+    op.patch("thief", {"metadata": {"annotations": {"try": "again"}}})
+    await op.settle()
+    op.delete("thief")
+    await op.wait_gone("thief")
+    await op.assert_consistent(["owner"])
+    assert owner["metadata"]["uid"] in user(op, user_id)["description"]
+
+
+async def test_two_resources_cannot_hold_the_same_user(op: Operator) -> None:
+    user_id, _ = handmade(op)
+    op.create("first", {"userId": user_id})
+    first = await op.wait_ready("first")
+    op.create("second", {"userId": user_id, "deletionPolicy": "Delete"})
+    obj = await op.wait_condition("second", "False", "AdoptionRefused")
+    assert f"OVH user {user_id} is already adopted by default/first" in op.ready(obj)["message"]  # type: ignore[index]
+    op.delete("second")  # Delete applies only to a user the resource holds
+    await op.wait_gone("second")
+    assert user(op, user_id)["status"] == "ok"
+    assert op.secret_values("first-s3")["AWS_ACCESS_KEY_ID"] == first["status"]["accessKeyId"]  # type: ignore[index]
+
+    op.delete("first")  # once the first lets go, another may adopt it
+    await op.wait_gone("first")
+    op.create("third", {"userId": user_id})
+    await op.wait_ready("third")
+
+
+async def test_a_user_with_roles_the_namespace_may_not_use_is_refused(op: Operator) -> None:
+    op.set_access_policy("adopt", {**ADOPTING["adopt"], "roles": ["objectstore_operator"]})
+    user_id, _ = handmade(op, ("administrator",))
+    op.create("adopter", {"userId": user_id})
+    obj = await op.wait_condition("adopter", "False", "AccessDenied")
+    assert "has roles this namespace may not use (administrator)" in op.ready(obj)["message"]  # type: ignore[index]
+    assert user(op, user_id)["roles"] == ["administrator"] and len(user(op, user_id)["credentials"]) == 1
+    assert register(op) == {}
+
+
+async def test_spec_user_id_cannot_change(op: Operator) -> None:
+    user_id, _ = handmade(op)
+    op.create("adopter", {"userId": user_id})
+    await op.wait_ready("adopter")
+    other, _ = handmade(op)
+    with pytest.raises(ApiException) as refused:
+        op.patch_spec("adopter", {"userId": other})
+    assert refused.value.status == 422 and "spec.userId is set when the resource is created" in str(refused.value.body)
+    op.create("plain", {})
+    with pytest.raises(ApiException):
+        op.patch_spec("plain", {"userId": other})
+
+
+async def test_withdrawing_adoption_lets_the_user_go(op: Operator) -> None:
+    user_id, theirs = handmade(op)
+    op.create("adopter", {"userId": user_id})
+    ours = (await op.wait_ready("adopter"))["status"]["accessKeyId"]
+    op.set_access_policy("adopt", ALLOW_EVERYTHING["everything"])
+    obj = await op.wait_condition("adopter", "False", "AccessDenied")
+    assert "userId" not in obj["status"]
+    await until(lambda: op.secret("adopter-s3") is None, what="the Secret to be deleted")
+    assert register(op) == {}
+    assert {c["access"] for c in user(op, user_id)["credentials"]} == {theirs, ours}  # left as it was
+    await op.wait_events("UserReleased")
+
+
+async def test_retain_leaves_the_user_and_the_sweep_spares_it(op: Operator) -> None:
+    op.create("kept", {"deletionPolicy": "Retain"})
+    obj = await op.wait_ready("kept")
+    user_id, key = obj["status"]["userId"], obj["status"]["accessKeyId"]
+    op.delete("kept")
+    await op.wait_gone("kept")
+    assert [c["access"] for c in user(op, user_id)["credentials"]] == [key]
+    assert register(op)[f"retained.{user_id}"].startswith(f"default/kept/{obj['metadata']['uid']} ")
+    await op.wait_events("UserRetained")
+    assert op.app is not None
+    assert await orphans.sweep(op.app.controller.ctx) == []
+    assert user(op, user_id)["status"] == "ok"
+
+    # The retained user can be adopted again; the register then says so instead.
+    op.create("again", {"userId": user_id})
+    uid = (await op.wait_ready("again"))["metadata"]["uid"]
+    assert register(op) == {f"adopted.{user_id}": f"default/again/{uid}"}
+    assert await orphans.sweep(op.app.controller.ctx) == []
+
+
+async def test_an_adopted_user_key_rotation_deletes_only_the_key_it_replaced(op: Operator) -> None:
+    user_id, theirs = handmade(op)
+    op.create("adopter", {"userId": user_id, "rotation": {"gracePeriod": "0s"}})
+    first = (await op.wait_ready("adopter"))["status"]["accessKeyId"]
+    op.patch("adopter", {"metadata": {"annotations": {"s3.ovh-operator.dev/rotate": "1"}}})
+    obj = await until(lambda: (o := op.get("adopter")) and o["status"].get("lastRotationRequest") == "1" and o,
+                      what="the rotation")
+    second = obj["status"]["accessKeyId"]
+    await until(lambda: {c["access"] for c in user(op, user_id)["credentials"]} == {theirs, second},
+                what="the replaced key to be deleted")
+    assert first not in (theirs, second)
+
+
+async def test_every_example_passes_the_crd_schemas(op: Operator) -> None:
+    """What examples/ shows is accepted as written (the demo applies the ones it can run)."""
+    op.kube.create_namespace("platform-backups")
+    for path in examples():
+        body = yaml.safe_load(path.read_text())
+        if body["kind"] == "OVHObjectStorageAccessPolicy":
+            op.set_access_policy(body["metadata"]["name"], body["spec"])
+        else:
+            op.create_body(body)
+    assert {p.name for p in examples()} >= {"rotating-keys.yaml", "adopt-existing-user.yaml"}
+    obj = await op.wait_condition("legacy-backup", "False", "AdoptionRefused", namespace="platform-backups")
+    assert "the OVH project has no user 123456" in op.ready(obj)["message"]  # type: ignore[index]
+    await op.wait_ready("archive-writer")
