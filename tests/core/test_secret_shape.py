@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ovh_s3_operator.model import ROTATE_ANNOTATION
 from ovh_s3_operator.secret_writer import RECORD_ANNOTATION
 from ovh_s3_operator_sandbox.harness import until
 
@@ -116,6 +117,24 @@ async def test_a_secret_of_an_earlier_version_is_taken_over_without_asking_ovh(o
     await until(lambda: RECORD_ANNOTATION in metadata(op, "old-s3")["annotations"], what="the record written")
     assert len(key_writes(op)) == writes
     await op.assert_consistent(["old"])
+
+
+async def test_a_rotation_writes_the_new_key_in_the_same_shape(op: Operator) -> None:
+    keys = {"accessKeyId": "S3_KEY", "secretAccessKey": "S3_SECRET"}
+    op.create("turning", {"grants": GRANTS, "secret": {"keys": keys, "template": {"client.conf": CLIENT_CONF}}})
+    old = (await op.wait_ready("turning"))["status"]["accessKeyId"]
+    op.patch("turning", {"metadata": {"annotations": {ROTATE_ANNOTATION: "now"}}})
+    await until(lambda: (op.get("turning") or {}).get("status", {}).get("lastRotationRequest") == "now",
+                what="the rotation")
+    obj = await op.wait_ready("turning")
+    new = obj["status"]["accessKeyId"]
+    [user] = op.ovh_users(obj["metadata"]["uid"])
+    secret = next(c["secret"] for c in user["credentials"] if c["access"] == new)
+    values = op.secret_values("turning-s3")
+    assert values is not None and set(values) == {"S3_KEY", "S3_SECRET", "AWS_ENDPOINT_URL", "AWS_REGION",
+                                                  "client.conf"}
+    assert new != old and (values["S3_KEY"], values["S3_SECRET"]) == (new, secret)
+    assert f"key = {new}\nsecret = {secret}\n" in values["client.conf"] and old not in values["client.conf"]
 
 
 async def test_cosi_keys(op: Operator) -> None:
