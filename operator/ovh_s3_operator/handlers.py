@@ -13,8 +13,8 @@ import kopf
 from .access_policy import POLICY_PLURAL
 from .app import App
 from .config import Settings
-from .model import GROUP, PLURAL, VERSION
-from .secret_writer import MANAGED_BY, MANAGED_BY_LABEL
+from .model import GROUP, MANAGED_BY_LABEL, PLURAL, VERSION
+from .secret_writer import MANAGED_BY
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:

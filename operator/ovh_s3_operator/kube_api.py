@@ -142,25 +142,25 @@ class KubeClient:
             return None
 
     async def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Create a Secret; returns its metadata. KubeAlreadyExists if the name is taken."""
+        """Create a Secret; returns it as created. KubeAlreadyExists if the name is taken."""
         name = body["metadata"]["name"]
         try:
             created = await self.call(f"create Secret {namespace}/{name}", self._core.create_namespaced_secret,
                                       namespace, body)
         except KubernetesAPIError as error:
             if error.status == 422:
-                raise InvalidSpec(f"Kubernetes refused to create Secret {name}: check spec.secret.name") from None
+                raise InvalidSpec(f"Kubernetes refused to create Secret {name}: check spec.secret") from None
             raise
-        return dict(self._plain(created)["metadata"])
+        return self._plain(created)
 
     async def patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        """Merge-patch a Secret; returns its new metadata."""
+        """Merge-patch a Secret; returns it as patched (with changes others made meanwhile)."""
         try:
             patched = await self.call(f"patch Secret {namespace}/{name}", self._core.patch_namespaced_secret,
                                       name, namespace, patch)
         except KubeNotFound:
             raise KubernetesAPIError(f"Secret {namespace}/{name} was deleted while being updated; retrying") from None
-        return dict(self._plain(patched)["metadata"])
+        return self._plain(patched)
 
     async def delete_secret(self, namespace: str, name: str, uid: str) -> None:
         """Delete the Secret if it is still the object with ``uid`` (never a namesake created since)."""

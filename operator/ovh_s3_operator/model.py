@@ -10,11 +10,12 @@ import datetime
 import enum
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
 from .errors import InvalidSpec
 
@@ -33,6 +34,13 @@ MARKER_PREFIX = "[osu:"
 DESCRIPTION_LIMIT = 255
 """The longest OVH user description the operator writes (OVH documents no limit: stay well within any)."""
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+TEMPLATE_ENTRIES = 16
+TEMPLATE_LENGTH = 8192
+"""The most entries of spec.secret.template, and the longest template text of one."""
+SECRET_METADATA_ENTRIES = 32
+ANNOTATION_LENGTH = 4096
+"""The most labels (and annotations) spec.secret may add to the Secret, and the longest annotation."""
 
 
 class Access(enum.StrEnum):
@@ -56,6 +64,92 @@ class Grant(BaseModel):
                 f"invalid bucket name {value!r}: use 3-63 lower-case letters, digits, dots or hyphens, "
                 "starting and ending with a letter or digit"
             )
+        return value
+
+
+# --- the Secret's shape: names and metadata as kube-apiserver validates them ---------------------
+# (k8s.io/apimachinery/pkg/util/validation: IsConfigMapKey, IsQualifiedName, IsValidLabelValue)
+
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+_QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def secret_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be a key of a Secret's data, or None."""
+    if len(key) > 253:
+        return f"the key {key[:40]}… is longer than 253 characters"
+    if not _SECRET_KEY.fullmatch(key) or key == "." or key.startswith(".."):
+        return (f"invalid key {key!r}: use letters, digits, '-', '_' or '.' (not '.' alone, not starting "
+                "with '..')")
+    return None
+
+
+def qualified_name_problem(key: str) -> str | None:
+    """Why ``key`` cannot be a label or annotation key (an optional DNS subdomain prefix and '/', then a
+    name of at most 63 characters), or None."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
+        return (f"invalid key {key[:80]!r}: its prefix (before '/') must be a lower-case DNS subdomain of at "
+                "most 253 characters")
+    if not 0 < len(name) <= 63 or not _QUALIFIED_NAME.fullmatch(name):
+        return (f"invalid key {key[:80]!r}: its name must be 1-63 letters, digits, '-', '_' or '.', starting "
+                "and ending with a letter or digit")
+    return None
+
+
+def reserved_key(key: str) -> bool:
+    """Label and annotation keys the operator sets itself on its Secrets."""
+    prefix = key.rpartition("/")[0]
+    return key == MANAGED_BY_LABEL or prefix == GROUP or prefix.endswith("." + GROUP)
+
+
+def _metadata_problems(entries: dict[str, str], what: str) -> list[str]:
+    problems = []
+    for key in entries:
+        if (problem := qualified_name_problem(key)) is not None:
+            problems.append(problem)
+        elif reserved_key(key):
+            problems.append(f"the {what} {key} is reserved for the operator ({MANAGED_BY_LABEL} and keys under "
+                            f"{GROUP}/); choose another key")
+    return problems
+
+
+def _label_problems(labels: dict[str, str]) -> list[str]:
+    return _metadata_problems(labels, "label") + [
+        f"invalid value {text!r} of label {key}: use at most 63 letters, digits, '-', '_' or '.', starting and "
+        "ending with a letter or digit (or nothing)"
+        for key, text in labels.items() if text and not _QUALIFIED_NAME.fullmatch(text)]
+
+
+_ENTRY_PROBLEMS: dict[str, Callable[[dict[str, str]], list[str]]] = {
+    "template": lambda template: [problem for key in template if (problem := secret_key_problem(key)) is not None],
+    "labels": _label_problems,
+    "annotations": lambda annotations: _metadata_problems(annotations, "annotation"),
+}
+"""What is wrong with the keys (and label values) of spec.secret's maps."""
+
+
+class SecretFormat(enum.StrEnum):
+    DEFAULT = "Default"
+    COSI = "COSI"
+
+
+class SecretKeys(BaseModel):
+    """New names for the Secret's four default keys (each optional)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    endpoint: str | None = None
+    region: str | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _key_name(cls, value: str | None) -> str | None:
+        if value is not None and (problem := secret_key_problem(value)) is not None:
+            raise ValueError(problem)
         return value
 
 
@@ -121,9 +215,26 @@ class DeletionPolicy(enum.StrEnum):
 
 
 class SecretRef(BaseModel):
+    """``spec.secret``: where the credentials go, and the shape of the Secret that holds them."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str | None = Field(None, max_length=253)
+    format: SecretFormat = SecretFormat.DEFAULT
+    keys: SecretKeys = SecretKeys()
+    template: dict[str, Annotated[str, Field(max_length=TEMPLATE_LENGTH)]] = Field(
+        default_factory=dict, max_length=TEMPLATE_ENTRIES)
+    labels: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=dict, max_length=SECRET_METADATA_ENTRIES)
+    annotations: dict[str, Annotated[str, Field(max_length=ANNOTATION_LENGTH)]] = Field(
+        default_factory=dict, max_length=SECRET_METADATA_ENTRIES)
+
+    @field_validator("template", "labels", "annotations")
+    @classmethod
+    def _entries(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        if problems := _ENTRY_PROBLEMS[str(info.field_name)](value):
+            raise ValueError("; ".join(problems))
+        return value
 
 
 class Spec(BaseModel):

@@ -70,7 +70,7 @@ from .ovh_api import GONE_STATUSES
 from .policy import canonical, compile_policy
 from .ports import OVH, Events, Kube, OVHUser, S3Credential
 from .registry import Holder, Registry
-from .secret_writer import ObservedSecret
+from .secret_writer import ObservedSecret, Shape
 
 logger = logging.getLogger("ovh_s3_operator")
 
@@ -303,6 +303,7 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
     region = _region(spec, ctx.settings)
     compile_policy(spec.grants, spec.policy)  # the whole spec is valid, allowed or not
     secret_name = _secret_name(spec, resource)
+    shape = secret_writer.shape(spec, resource, region)
     allowance = ctx.access.allowance(resource.namespace)
     verdict = access_policy.check(spec, region, allowance)
     recorded = status.status
@@ -328,12 +329,13 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
                                         recorded.previous_access_key_id))
         ready = Outcome(True, recorded.ready.reason, recorded.ready.message,
                         after=_next_key_work(ctx, resource, spec, recorded, now))
-        if recorded.user_id and observed is not None and observed.up_to_date(recorded.access_key_id, region):
+        target = shape.for_user(recorded.user_id, recorded.username)
+        if recorded.user_id and observed is not None and observed.up_to_date(recorded.access_key_id, target):
             return ready
         verified_pair = (memory.verified_user, memory.verified_key)
         if verified_pair == (recorded.user_id, recorded.access_key_id) and None not in verified_pair:
             try:
-                await _restore_secret(ctx, resource, journal, memory, observed, secret_name, region)
+                await _restore_secret(ctx, resource, journal, memory, observed, secret_name, target)
                 return ready
             except OVHNotFound:
                 memory.verified_at = None  # the key is gone: check everything
@@ -362,9 +364,10 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
     plan = await _plan_keys(ctx, resource, spec, user, status, observed, journal, memory, now)
     access = plan.access
 
-    if plan.secret is not None or observed is None or not observed.up_to_date(access, region):
-        memory.secret = await secret_writer.write(ctx.kube, resource, secret_name, observed, access=access,
-                                                  secret=plan.secret, region=region)
+    target = shape.for_user(user.id, status.status.username)
+    if plan.secret is not None or observed is None or not observed.up_to_date(access, target):
+        memory.secret = await secret_writer.write(ctx.kube, resource, secret_name, observed, target, access=access,
+                                                  secret=plan.secret)
         journal.note("SecretWritten", f"Wrote the S3 credentials of OVH user {user.id} to Secret {secret_name}")
     previous_secret = status.status.secret_name
     if (previous_secret and previous_secret != secret_name
@@ -394,15 +397,15 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
 
 
 async def _restore_secret(ctx: Context, resource: Resource, journal: Journal, memory: Memory,
-                          observed: ObservedSecret | None, secret_name: str, region: str) -> None:
+                          observed: ObservedSecret | None, secret_name: str, target: Shape) -> None:
     """Write the key this process verified back into a Secret someone edited or deleted: one OVH read.
     (From memory, not from status: a tenant may have pointed status at someone else's key.)"""
     user_id, access = memory.verified_user, memory.verified_key
     assert user_id is not None and access is not None
     intact = observed is not None and observed.intact and observed.access == access
     secret = None if intact else await ctx.ovh.get_s3_secret(user_id, access)
-    memory.secret = await secret_writer.write(ctx.kube, resource, secret_name, observed, access=access, secret=secret,
-                                              region=region)
+    memory.secret = await secret_writer.write(ctx.kube, resource, secret_name, observed, target, access=access,
+                                              secret=secret)
     metrics.DRIFT_REPAIRS.labels("secret").inc()
     journal.note("SecretWritten", f"Restored the S3 credentials of OVH user {user_id} in Secret {secret_name}")
 

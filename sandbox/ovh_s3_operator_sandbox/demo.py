@@ -84,12 +84,15 @@ class Demo(SandboxClients):
         values = self.secret_values(status["secretName"], namespace)
         if not values:
             raise StepFailed(f"Secret {status['secretName']} is missing")
-        for key in sorted(values):
-            shown = "•" * 12 + f" ({len(values[key])} characters, masked)" if key == "AWS_SECRET_ACCESS_KEY" \
-                else values[key]
-            say(f"      {key}={shown}")
         sandbox_user = self.stack.ovh.project.user(status["userId"]) or {}
-        if [c["secret"] for c in sandbox_user.get("credentials", [])] != [values["AWS_SECRET_ACCESS_KEY"]]:
+        secrets = [c["secret"] for c in sandbox_user.get("credentials", [])]
+        for key in sorted(values):
+            value = values[key]
+            if any(secret in value for secret in secrets):  # the secret itself, or a file that holds it
+                say(f"      {key}=" + "•" * 12 + f" ({len(value)} characters, masked)")
+            else:
+                say(f"      {key}=" + value.rstrip("\n").replace("\n", "\n" + " " * (len(key) + 7)))
+        if len(secrets) != 1 or secrets[0] not in values.values():
             raise StepFailed(f"the Secret of {name} does not hold the key OVH issued")
         say("      (the secret matches the key the OVH sandbox issued for this user)")
         user = self.ovh.get(f"{self.project}/user/{status['userId']}")

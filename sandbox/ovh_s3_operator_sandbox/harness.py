@@ -22,9 +22,9 @@ from ovh_s3_operator.access_policy import POLICY_PLURAL
 from ovh_s3_operator.app import App
 from ovh_s3_operator.config import Settings
 from ovh_s3_operator.manifests import crd_documents
-from ovh_s3_operator.model import API_VERSION, GROUP, PLURAL, VERSION
+from ovh_s3_operator.model import API_VERSION, GROUP, MANAGED_BY_LABEL, PLURAL, VERSION
 from ovh_s3_operator.ovh_api import ACCESS_RULES
-from ovh_s3_operator.secret_writer import MANAGED_BY, MANAGED_BY_LABEL
+from ovh_s3_operator.secret_writer import MANAGED_BY
 
 from .kube.inprocess import api_client
 from .kube.server import KubeEmulator

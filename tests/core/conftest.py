@@ -16,7 +16,7 @@ import pytest
 
 from ovh_s3_operator_sandbox.harness import InProcessOperator
 
-from ..support import Redacted, live_users, owner_uid
+from ..support import credential_keys, issued_secrets, live_users, owner_uid, redacted
 
 
 class Operator(InProcessOperator):
@@ -27,10 +27,8 @@ class Operator(InProcessOperator):
         return live_users(self.ovh.project.users(), uid)
 
     def secret_values(self, name: str, namespace: str | None = None) -> dict[str, str] | None:
-        values = super().secret_values(name, namespace)
-        if values and "AWS_SECRET_ACCESS_KEY" in values:
-            values["AWS_SECRET_ACCESS_KEY"] = Redacted(values["AWS_SECRET_ACCESS_KEY"])
-        return values
+        """The Secret's values, those holding an S3 secret redacted."""
+        return redacted(super().secret_values(name, namespace), issued_secrets(self.ovh.project.users()))
 
     def calls(self, method: str, pattern: str) -> list[Any]:
         return [c for c in self.ovh.calls() if c.method == method and re.search(pattern, c.path)]
@@ -66,8 +64,8 @@ class Operator(InProcessOperator):
             [credential] = user["credentials"]
             values = self.secret_values(obj["status"]["secretName"], namespace)
             assert values is not None
-            assert (values["AWS_ACCESS_KEY_ID"], values["AWS_SECRET_ACCESS_KEY"]) == (
-                credential["access"], credential["secret"]), name
+            access_key, secret_key = credential_keys(obj)
+            assert (values[access_key], values[secret_key]) == (credential["access"], credential["secret"]), name
             assert (obj["status"]["userId"], obj["status"]["accessKeyId"]) == (user["id"], credential["access"])
         assert sorted(owner_uid(u) or "(no marker)" for u in self.ovh_users()) == sorted(live)
 

@@ -65,7 +65,14 @@ async def test_invalid_policy(policy: dict[str, Any], message: str) -> None:
     ({"policy": {"Statement": {"Effect": "Allow"}}}, "spec.policy.Statement"),
     ({"grants": [{"bucket": "Not_A_Bucket", "access": "read"}]}, "spec.grants[0].bucket"),
     ({"grants": [{"bucket": "fine-bucket", "access": "write"}]}, "spec.grants[0].access"),
-], ids=["role", "statement-not-a-list", "bucket-name", "access-level"])
+    ({"secret": {"keys": {"accessKeyId": "S3 KEY"}}}, "spec.secret.keys.accessKeyId"),
+    ({"secret": {"format": "Cosi"}}, "spec.secret.format"),
+    ({"secret": {"template": {"../x": "y"}}}, "each key must be a valid Secret key"),
+    ({"secret": {"labels": {"s3.ovh-operator.dev/owner": "me"}}}, "reserved for the operator"),
+    ({"secret": {"annotations": {"app.kubernetes.io/managed-by": "me"}}}, "reserved for the operator"),
+    ({"secret": {"labels": {"team": "a b"}}}, "spec.secret.labels.team"),
+], ids=["role", "statement-not-a-list", "bucket-name", "access-level", "secret-key-name", "secret-format",
+        "template-key", "reserved-label", "reserved-annotation", "label-value"])
 async def test_the_crd_schema_refuses_what_it_can(op: Operator, spec: dict[str, Any], field: str) -> None:
     with pytest.raises(ApiException) as error:
         op.create("refused", spec)
@@ -77,6 +84,31 @@ async def test_the_operator_checks_what_an_api_server_without_the_schema_lets_th
     async with Operator(kube=_schemaless()) as op:
         await fail_then_delete(op, "no-schema", {"grants": [{"bucket": "Bad_Bucket", "access": "read"}]},
                                "InvalidSpec", "spec.grants[0].bucket: Value error, invalid bucket name 'Bad_Bucket'")
+
+
+@pytest.mark.parametrize(("secret", "message"), [
+    ({"keys": {"accessKeyId": "KEY", "region": "KEY"}},
+     "spec.secret.keys.region: the key KEY is also spec.secret.keys.accessKeyId; give each value its own key"),
+    ({"template": {"AWS_REGION": "{{ region }}"}},
+     "spec.secret.template.AWS_REGION: the key AWS_REGION is already spec.secret.keys.region"),
+    ({"format": "COSI", "keys": {"endpoint": "S3_URL"}}, "spec.secret.keys.endpoint: format COSI reads"),
+    ({"template": {"cfg": "[x]\n{% if region %}\n"}},
+     "spec.secret.template.cfg: line 2: Unexpected end of template. Jinja was looking for the following tags: 'elif' "
+     "or 'else' or 'endif'. The innermost block that needs to be closed is 'if'; fix the template"),
+    ({"template": {"cfg": "[x]\nkey = {{ secret_key }}"}},
+     "spec.secret.template.cfg: line 2: unknown variable 'secret_key'; the variables are accessKeyId"),
+    ({"template": {"cfg": "{{ buckets[3] }}"}}, "spec.secret.template.cfg: line 1: uses something undefined"),
+], ids=["keys-collide", "template-takes-a-key", "cosi-renamed", "syntax", "unknown-variable", "render-error"])
+async def test_a_secret_that_cannot_be_written_as_asked(op: Operator, secret: dict[str, Any], message: str) -> None:
+    await fail_then_delete(op, "bad-shape", {**GRANTS, "secret": secret}, "InvalidSpec", message)
+
+
+async def test_the_operator_checks_the_secret_shape_an_api_server_without_the_schema_lets_through() -> None:
+    async with Operator(kube=_schemaless()) as op:
+        await fail_then_delete(op, "reserved", {**GRANTS, "secret": {"labels": {"app.kubernetes.io/managed-by": "x"}}},
+                               "InvalidSpec", "the label app.kubernetes.io/managed-by is reserved for the operator")
+        await fail_then_delete(op, "bad-key", {**GRANTS, "secret": {"template": {"a b": ""}}}, "InvalidSpec",
+                               "spec.secret.template: Value error, invalid key 'a b'")
 
 
 def _schemaless() -> KubeEmulator:

@@ -174,8 +174,10 @@ async def test_many_resources_in_many_namespaces(op: Operator) -> None:
 
 async def test_a_restart_with_ready_resources_writes_nothing(op: Operator) -> None:
     names = ["r1", "r2", "r3"]
+    shaped = {"secret": {"keys": {"region": "S3_REGION"}, "template": {"who": "{{ userId }} {{ username }}"},
+                         "labels": {"team": "a"}, "annotations": {"note": "n"}}}
     for name in names:
-        op.create(name, {})
+        op.create(name, shaped if name == "r3" else {})
     await op.assert_consistent(names)
     versions = {name: op.get(name)["metadata"]["resourceVersion"] for name in names}  # type: ignore[index]
     await op.events()  # every event of the first run is posted

@@ -182,7 +182,7 @@ async def test_secret_edits_wake_the_owner_debounced(controller: tuple[Controlle
     ctl.resource_event(None, body("a"))
     await settled(ctl)
     memory = ctl._memory["ns", "a"]
-    memory.secret = ObservedSecret(uid="s", resource_version="10", access="AK", intact=True, endpoint="e", region="r")
+    memory.secret = ObservedSecret.from_body({"metadata": {"uid": "s", "resourceVersion": "10"}})
 
     def secret(rv: str, *, controller_ref: bool = True, uid: str = "uid-a") -> dict[str, Any]:
         ref = {"kind": KIND, "name": "a", "uid": uid, "controller": controller_ref}

@@ -19,7 +19,7 @@ from ovh_s3_operator_sandbox.ovh.server import DEFAULT_ROLES
 from ovh_s3_operator_sandbox.policies import ALLOW_EVERYTHING
 from ovh_s3_operator_sandbox.stack import OperatorProcess, SandboxStack
 
-from ..support import Redacted, live_users, owner_uid
+from ..support import credential_keys, issued_secrets, live_users, owner_uid, redacted
 
 # Fast retries so that tests converge in seconds; each test may override.
 FAST = {
@@ -92,8 +92,8 @@ class World(SandboxClients):
             [credential] = user["credentials"]
             values = self.secret_values(obj["status"]["secretName"])
             assert values is not None
-            assert (values["AWS_ACCESS_KEY_ID"], values["AWS_SECRET_ACCESS_KEY"]) == (
-                credential["access"], credential["secret"]), name
+            access_key, secret_key = credential_keys(obj)
+            assert (values[access_key], values[secret_key]) == (credential["access"], credential["secret"]), name
             assert obj["status"]["userId"] == user["id"]
             assert obj["status"]["accessKeyId"] == credential["access"]
         for name in gone:
@@ -105,10 +105,8 @@ class World(SandboxClients):
         return live_users(self.stack.ovh.project.users(), uid)
 
     def secret_values(self, name: str, namespace: str | None = None) -> dict[str, str] | None:
-        values = super().secret_values(name, namespace)
-        if values and "AWS_SECRET_ACCESS_KEY" in values:
-            values["AWS_SECRET_ACCESS_KEY"] = Redacted(values["AWS_SECRET_ACCESS_KEY"])
-        return values
+        """The Secret's values, those holding an S3 secret redacted."""
+        return redacted(super().secret_values(name, namespace), issued_secrets(self.stack.ovh.project.users()))
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ import pytest
 
 from ovh_s3_operator_sandbox.stack import wait_for
 
+from ..support import issued_secrets
 from .conftest import World
 
 pytestmark = pytest.mark.integration
@@ -21,18 +22,25 @@ def test_no_secret_reaches_logs_events_or_status(world: World) -> None:
     statuses: list[str] = []
 
     def snapshot() -> None:
-        for name in ("leak-a", "leak-b"):
+        for name in ("leak-a", "leak-b", "leak-c"):
             obj = world.get(name)
             if obj is not None:
                 statuses.append(json.dumps(obj))
-            values = world.secret_values(f"{name}-s3") or {}
-            if values.get("AWS_SECRET_ACCESS_KEY"):
-                secrets.add(values["AWS_SECRET_ACCESS_KEY"])
+        secrets.update(issued_secrets(world.stack.ovh.project.users()))
 
     world.create("leak-a", {"grants": [{"bucket": "leak-bucket", "prefix": "p/", "access": "readwrite"}]})
     world.create("leak-b", {"policy": {"Statement": [
         {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::leak-bucket/*"]}]}})
-    world.assert_consistent(["leak-a", "leak-b"])
+    # A template that passes validation (placeholder credentials) and fails on the real secret, where
+    # Jinja's own message would quote it.
+    config = "[default]\nkey = {{ secretAccessKey }}\n"
+    world.create("leak-c", {"grants": [{"bucket": "leak-bucket", "access": "read"}], "secret": {
+        "keys": {"secretAccessKey": "S3_SECRET"},
+        "template": {"config": config, "z": "{{ {'0' * 32: 1}[secretAccessKey] }}"}}})
+    world.wait_condition("leak-c", "False", "InvalidSpec")
+    snapshot()
+    world.patch_spec("leak-c", {"secret": {"template": {"z": None}}})
+    world.assert_consistent(["leak-a", "leak-b", "leak-c"])
     snapshot()
 
     # Restore from a deleted Secret (the secret is fetched again from OVH), then a new key after drift.
@@ -44,7 +52,7 @@ def test_no_secret_reaches_logs_events_or_status(world: World) -> None:
     world.stack.ovh.project.delete_credential(user["id"], old_access)
     wait_for(lambda: [c for c in world.ovh_users(uid_b)[0]["credentials"] if c["access"] != old_access], 30,
              what="a new key")
-    world.assert_consistent(["leak-a", "leak-b"])
+    world.assert_consistent(["leak-a", "leak-b", "leak-c"])
     snapshot()
     # A failure with OVH in the way, so that error paths are logged too.
     world.stack.ovh.add_fault(method="GET", path=r"/s3Credentials$", status=503, times=3)
@@ -52,9 +60,9 @@ def test_no_secret_reaches_logs_events_or_status(world: World) -> None:
     world.wait_ready("leak-a", generation=2)
     snapshot()
 
-    world.delete("leak-a")
-    world.delete("leak-b")
-    world.assert_consistent([], gone=["leak-a", "leak-b"])
+    for name in ("leak-a", "leak-b", "leak-c"):
+        world.delete(name)
+    world.assert_consistent([], gone=["leak-a", "leak-b", "leak-c"])
 
     events = [json.dumps(world.core.api_client.sanitize_for_serialization(e))
               for e in world.core.list_event_for_all_namespaces().items]

@@ -119,6 +119,27 @@ def test_a_hand_made_administrator_is_never_touched(cluster: World) -> None:
     assert not [c for c in cluster.stack.ovh.calls() if f"/user/{admin}" in c.path and c.method != "GET"]
 
 
+@pytest.mark.parametrize(("template", "message"), [
+    ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "calls are not available"),
+    ("{{ name.__class__ }}", "uses an attribute templates may not use"),
+    ("{% for b in (buckets * 1000)|list %}{{ secretAccessKey * 1000 }}{% endfor %}", "renders to more than"),
+    ("{% for a in buckets %}{% for b in buckets %}{% endfor %}{% endfor %}", "loops cannot be nested"),
+], ids=["escape", "dunder", "output", "nested-loops"])
+def test_a_hostile_template_is_refused_before_anything_is_created(cluster: World, template: str,
+                                                                  message: str) -> None:
+    writes = len(cluster.stack.ovh.writes())
+    spec = {"grants": [{"bucket": "team-b-data", "access": "read"}], "secret": {"template": {"x": template}}}
+    cluster.create("hostile", spec, "team-b")
+    obj = cluster.wait_condition("hostile", "False", "InvalidSpec", namespace="team-b")
+    text = cluster.ready(obj)["message"]  # type: ignore[index]
+    assert text.startswith("spec.secret.template.x: ") and message in text
+    assert len(cluster.stack.ovh.writes()) == writes
+    assert cluster.secret("hostile-s3", "team-b") is None
+    cluster.delete("hostile", "team-b")
+    cluster.wait_gone("hostile", "team-b")
+    victim(cluster)  # the operator goes on serving everyone
+
+
 def test_a_deeply_nested_policy_never_reaches_the_operator(cluster: World) -> None:
     nested = "{}"
     for _ in range(500):

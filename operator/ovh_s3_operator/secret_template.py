@@ -1,0 +1,237 @@
+"""``spec.secret.template``: Jinja templates written by tenants, rendered in a sandbox at bounded cost.
+
+A template is untrusted input. It is rendered by Jinja2's ``ImmutableSandboxedEnvironment`` (no
+Python internals, no mutation of values) with ``StrictUndefined``, and restricted further so that
+neither its output nor the work to render it can grow without bound:
+
+* the language is a subset, checked on the parsed template: text, ``{{ expressions }}``, ``{% if %}``,
+  filters of :data:`FILTERS` and ``{% for %}`` loops that are not nested (no calls, macros,
+  ``{% set %}``, ``{% with %}``, filter blocks, ``include``/``import``/``extends``);
+* the only variables are :data:`VARIABLES`;
+* ``*``, ``**``, ``%``, ``join`` and ``replace`` are checked before they compute a long value, every
+  filter's result is checked after, a loop runs over at most :data:`LOOP_ITEMS` items, and the output
+  stops at :data:`RENDERED_LENGTH` characters.
+
+Error messages name the line, never a value: Jinja's own messages for errors during rendering can
+quote parts of the values (a missing key is named by its value, which may be derived from the
+secret), so only syntax errors and this module's messages are shown as they are.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError, meta, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.filters import FILTERS as JINJA_FILTERS
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+VARIABLES = ("accessKeyId", "secretAccessKey", "endpoint", "region", "buckets", "userId", "username", "namespace",
+             "name")
+RENDERED_LENGTH = 32768
+"""The longest text a template may render to (characters), and the longest value it may compute."""
+LOOP_ITEMS = 1000
+"""The most items one loop may run over."""
+FILTERS = ("capitalize", "count", "d", "default", "first", "int", "join", "last", "length", "list", "lower", "map",
+           "reject", "replace", "reverse", "select", "sort", "string", "title", "tojson", "trim", "unique", "upper",
+           "urlencode")
+"""Jinja's filters that never make a value much longer than their input (``join`` and ``replace`` are
+checked before they run)."""
+
+_LOOP_FILTER = "loop items"  # not a name a template can write: loops only
+_TEMPLATE_FILE = "<template>"  # Jinja's file name for a template without one, in tracebacks
+_ALLOWED = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Const, nodes.Name, nodes.Tuple, nodes.List,
+            nodes.Dict, nodes.Pair, nodes.Keyword, nodes.Getattr, nodes.Getitem, nodes.Slice, nodes.Filter, nodes.Test,
+            nodes.CondExpr, nodes.If, nodes.For, nodes.Compare, nodes.Operand, nodes.And, nodes.Or, nodes.Not,
+            nodes.Neg, nodes.Pos, nodes.Concat, nodes.Add, nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv,
+            nodes.Mod, nodes.Pow)
+_REFUSED = {
+    nodes.Call: "calls are not available (use filters: {{ name|upper }})",
+    nodes.Macro: "macros are not available",
+    nodes.CallBlock: "{% call %} is not available",
+    nodes.Assign: "{% set %} is not available",
+    nodes.AssignBlock: "{% set %} is not available",
+    nodes.With: "{% with %} is not available",
+    nodes.FilterBlock: "{% filter %} blocks are not available (apply filters in {{ }})",
+    nodes.Include: "{% include %} is not available",
+    nodes.Import: "{% import %} is not available",
+    nodes.FromImport: "{% import %} is not available",
+    nodes.Extends: "{% extends %} is not available",
+    nodes.Block: "{% block %} is not available",
+}
+
+
+class TemplateProblem(Exception):
+    """What is wrong with a template, in words safe to show (no value, only the template's own text)."""
+
+    def __init__(self, text: str, line: int | None = None) -> None:
+        super().__init__(text)
+        self.text = text
+        self.line = line
+
+    def describe(self, entry: str) -> str:
+        where = f"line {self.line}: " if self.line else ""
+        return f"spec.secret.template.{entry}: {where}{self.text}"
+
+
+class _Refused(SecurityError):
+    """A bound this module enforces while rendering (its message is safe to show)."""
+
+
+def _too_long(what: str) -> _Refused:
+    return _Refused(f"{what} would be longer than {RENDERED_LENGTH} characters")
+
+
+def _check_length(value: Any) -> Any:
+    if isinstance(value, str | list | tuple) and len(value) > RENDERED_LENGTH:
+        raise _too_long("a filter's result")
+    return value
+
+
+def _bounded(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A Jinja filter whose result is checked (``functools.wraps`` keeps Jinja's pass_* markers)."""
+
+    @functools.wraps(function)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        return _check_length(function(*args, **kwargs))
+
+    return bounded
+
+
+def _join(value: Iterable[Any], d: str = "") -> str:
+    separator, length = str(d), 0
+    items: list[str] = []
+    for item in value:
+        text = str(item)
+        length += len(text) + (len(separator) if items else 0)
+        if length > RENDERED_LENGTH:
+            raise _too_long("join's result")
+        items.append(text)
+    return separator.join(items)
+
+
+def _replace(s: Any, old: Any, new: Any, count: int | None = None) -> str:
+    text, old, new = str(s), str(old), str(new)
+    found = text.count(old) if count is None or count < 0 else min(count, text.count(old))
+    if len(text) + found * (len(new) - len(old)) > RENDERED_LENGTH:
+        raise _too_long("replace's result")
+    return text.replace(old, new, -1 if count is None else count)
+
+
+def _loop_items(value: Iterable[Any]) -> list[Any]:
+    items = list(itertools.islice(value, LOOP_ITEMS + 1))
+    if len(items) > LOOP_ITEMS:
+        raise _Refused(f"a loop may run over at most {LOOP_ITEMS} items")
+    return items
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, with the operators that can build long values checked first."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "%" and isinstance(left, str):
+            raise _Refused("% does not format text in templates; join text with ~")
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                if isinstance(sequence, str | list | tuple) and isinstance(times, int) \
+                        and len(sequence) * times > RENDERED_LENGTH:
+                    raise _too_long("a repeated value")
+        if operator == "**" and isinstance(left, int) and isinstance(right, int) \
+                and right * abs(left).bit_length() > 4096:
+            raise _Refused("a power would be too large a number")
+        return super().call_binop(context, operator, left, right)
+
+
+def _environment() -> _Sandbox:
+    environment = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, trim_blocks=True)
+    environment.globals.clear()  # no range(), dict(), lipsum(), cycler(), joiner(), namespace()
+    filters = {name: _bounded(JINJA_FILTERS[name]) for name in FILTERS}
+    filters |= {"join": _bounded(_join), "replace": _bounded(_replace), _LOOP_FILTER: _loop_items}
+    environment.filters = filters
+    return environment
+
+
+_ENVIRONMENT = _environment()
+
+
+def _check(node: nodes.Node, in_loop: bool = False) -> None:
+    """Refuse what the template language subset leaves out (see the module's docstring)."""
+    if not isinstance(node, _ALLOWED):
+        text = next((text for kind, text in _REFUSED.items() if isinstance(node, kind)),
+                    f"{type(node).__name__} is not available")
+        raise TemplateProblem(text, node.lineno)
+    if isinstance(node, nodes.Filter) and node.name not in FILTERS:
+        raise TemplateProblem(f"the filter {node.name!r} is not available; use one of {', '.join(FILTERS)}",
+                              node.lineno)
+    if isinstance(node, nodes.For) and node.recursive:
+        raise TemplateProblem("recursive loops are not available", node.lineno)
+    if isinstance(node, nodes.For) and in_loop:
+        raise TemplateProblem("loops cannot be nested", node.lineno)
+    for child in node.iter_child_nodes():
+        _check(child, in_loop or isinstance(node, nodes.For))
+    if isinstance(node, nodes.For):  # checked: now bound the number of items
+        node.iter = nodes.Filter(node.iter, _LOOP_FILTER, [], [], None, None, lineno=node.lineno)
+
+
+@functools.lru_cache(maxsize=512)
+def compile_template(source: str) -> Template:
+    """Parse, check and compile a template (cached by its text); TemplateProblem if it cannot be used."""
+    try:
+        tree = _ENVIRONMENT.parse(source)
+    except TemplateSyntaxError as error:
+        raise TemplateProblem((error.message or "syntax error").rstrip("."), error.lineno) from None
+    except RecursionError:
+        raise TemplateProblem("nested too deeply") from None
+    _check(tree)
+    unknown = sorted(meta.find_undeclared_variables(tree) - set(VARIABLES))
+    if unknown:
+        line = min(node.lineno for node in tree.find_all(nodes.Name) if node.name in unknown)
+        raise TemplateProblem(f"unknown variable {', '.join(repr(name) for name in unknown)}; "
+                              f"the variables are {', '.join(VARIABLES)}", line)
+    try:
+        return _ENVIRONMENT.from_string(tree)
+    except RecursionError:
+        raise TemplateProblem("nested too deeply") from None
+
+
+def _template_line(traceback: TracebackType | None) -> int | None:
+    """The template line of the innermost template frame (Jinja rewrites tracebacks to point at them)."""
+    line = None
+    while traceback is not None:
+        if traceback.tb_frame.f_code.co_filename == _TEMPLATE_FILE:
+            line = traceback.tb_lineno
+        traceback = traceback.tb_next
+    return line
+
+
+def render(template: Template, variables: Mapping[str, Any]) -> str:
+    """Render with these variables; TemplateProblem (never quoting a value) if it fails or is too long."""
+    rendered: list[str] = []
+    length = 0
+    try:
+        for chunk in template.generate(variables):
+            length += len(chunk)
+            if length > RENDERED_LENGTH:
+                raise TemplateProblem(f"renders to more than {RENDERED_LENGTH} characters")
+            rendered.append(chunk)
+    except TemplateProblem:
+        raise
+    except _Refused as error:
+        raise TemplateProblem(str(error), _template_line(error.__traceback__)) from None
+    except UndefinedError as error:
+        raise TemplateProblem("uses something undefined: a misspelt attribute, a missing key or an index past the "
+                              "end of a list", _template_line(error.__traceback__)) from None
+    except SecurityError as error:
+        raise TemplateProblem("uses an attribute templates may not use (e.g. one starting with '_')",
+                              _template_line(error.__traceback__)) from None
+    except Exception as error:  # its message could quote a value: only its kind is shown
+        raise TemplateProblem(f"cannot be rendered ({type(error).__name__})",
+                              _template_line(error.__traceback__)) from None
+    return "".join(rendered)
