@@ -16,12 +16,14 @@ class SandboxClients(Objects):
     def __init__(self, stack: SandboxStack, namespace: str = "default") -> None:
         super().__init__(kubernetes.config.new_client_from_config(config_file=str(stack.kubeconfig)), namespace)
         self.stack = stack
-        endpoint = stack.ovh.url
-        ovh.client.ENDPOINTS.setdefault(endpoint, endpoint)
+        stack.ovh.register()
         credentials = stack.ovh.credentials
-        self.ovh = ovh.Client(endpoint=endpoint, application_key=credentials.application_key,
+        self.ovh = ovh.Client(endpoint=stack.ovh.url, application_key=credentials.application_key,
                               application_secret=credentials.application_secret,
                               consumer_key=credentials.consumer_key)
+        # The sandbox's own CA (python-ovh has no option for it), whatever REQUESTS_CA_BUNDLE says.
+        self.ovh._session.trust_env = False
+        self.ovh._session.verify = str(stack.ovh_ca_file)
         self.project = f"/cloud/project/{stack.ovh.service_name}"
 
     def wait_condition(self, name: str, status: str, reason: str | None = None, *, namespace: str | None = None,
