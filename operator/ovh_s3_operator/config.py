@@ -110,23 +110,3 @@ class Settings(BaseSettings):
     def creation_window(self) -> float:
         """How long after a user creation request OVH may still not show the user."""
         return self.ovh_consistency_delay + self.ovh_request_timeout
-
-    @property
-    def ovh_auth_mode(self) -> str | None:
-        """``"application"``, ``"oauth2"`` or ``None`` when no credentials are configured."""
-        if self.ovh_application_key and self.ovh_application_secret and self.ovh_consumer_key:
-            return "application"
-        if self.ovh_client_id and self.ovh_client_secret:
-            return "oauth2"
-        return None
-
-    def missing_ovh_credentials(self) -> list[str]:
-        """Names of the variables to set when no complete set of OVH credentials is configured."""
-        if self.ovh_auth_mode is not None:
-            return []
-        required = ({"OVH_CLIENT_ID": self.ovh_client_id, "OVH_CLIENT_SECRET": self.ovh_client_secret}
-                    if self.ovh_client_id or self.ovh_client_secret else
-                    {"OVH_APPLICATION_KEY": self.ovh_application_key,
-                     "OVH_APPLICATION_SECRET": self.ovh_application_secret,
-                     "OVH_CONSUMER_KEY": self.ovh_consumer_key})
-        return [name for name, value in required.items() if not value]

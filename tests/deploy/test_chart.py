@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from ovh_s3_operator.config import Settings
+from ovh_s3_operator.credentials import Credentials
 
 from .invariants import (
     CHART_OWNED_SETTINGS,
@@ -191,7 +192,7 @@ def test_the_operator_reads_the_rendered_environment(monkeypatch: pytest.MonkeyP
     for name, value in {**plain_env(objects), **one(objects, "Secret")["stringData"]}.items():
         monkeypatch.setenv(name, value)
     settings = Settings()
-    assert settings.default_access == "allow" and settings.ovh_auth_mode == "application"
+    assert settings.default_access == "allow" and Credentials.from_settings(settings).auth_mode == "application"
     assert settings.ovh_burst == 1000000 and settings.ovh_requests_per_second == 0.5
     assert settings.orphan_sweep is False and settings.regions == ("gra", "sbg")
     assert settings.ovh_service_name == "p1" and settings.cluster_id == "prod-1"

@@ -94,8 +94,11 @@ def test_run_against_a_sandbox_without_operator(tmp_path: Path, sandbox_factory:
     sandbox = Sandbox(tmp_path / "state", "--no-operator")
     sandbox_factory.append(sandbox)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OVH_")}
-    # The operator's ServiceAccount: the install's RBAC is all it needs.
-    env |= sandbox.ovh_env() | {"KUBECONFIG": str(sandbox.state_dir / "operator.kubeconfig")}
+    # An OAuth2 service account this time (python-ovh's client credentials flow, tokens from the sandbox),
+    # and the operator's ServiceAccount: the install's RBAC is all it needs.
+    oauth2 = sandbox.ovh_env("ovh-oauth2.env")
+    assert {"OVH_CLIENT_ID", "OVH_CLIENT_SECRET"} <= set(oauth2) and "OVH_CONSUMER_KEY" not in oauth2
+    env |= oauth2 | {"KUBECONFIG": str(sandbox.state_dir / "operator.kubeconfig")}
     log = (tmp_path / "operator.log").open("wb")
     operator = subprocess.Popen(cli("run"), env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
