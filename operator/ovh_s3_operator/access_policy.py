@@ -2,10 +2,15 @@
 
 The platform team writes cluster-scoped ``OVHObjectStorageAccessPolicy`` objects. Each selects
 namespaces by label and says which buckets (globs, each with the most access it may get and
-optionally the object-key prefixes allowed), which OVH roles and which regions they may use, and
-whether a raw S3 policy is allowed at all. A namespace gets the union of every policy that selects
-it; a namespace no policy selects gets ``OVH_S3_OPERATOR_DEFAULT_ACCESS``: ``deny`` (nothing) or
-``allow`` (any bucket and region, a raw policy, but only the ``objectstore_operator`` role).
+optionally the object-key prefixes allowed), which OVH roles and which regions they may use,
+whether a raw S3 policy is allowed at all, and which OVH projects: OVHProjects by name or glob
+(``projects``), and the operator's own (``defaultProject``; unset, it follows whether ``projects`` is
+set, so that policies written before OVHProjects keep working and a policy that lists projects means
+only those). A namespace gets the union of every policy that selects it; a namespace no policy
+selects gets ``OVH_S3_OPERATOR_DEFAULT_ACCESS``: ``deny`` (nothing) or ``allow`` (any bucket and
+region, a raw policy, but only the ``objectstore_operator`` role, and only the operator's own project).
+
+A resource in a project its namespace may not use is allowed nothing at all.
 
 The check is conservative: a wildcard in what a tenant asks for is allowed only when it provably
 stays inside an allowed pattern (decided on its literal beginning), so an allowance can only turn
@@ -77,7 +82,17 @@ class Allowance:
     roles: frozenset[str] = frozenset()
     regions: tuple[str, ...] = ()
     raw_policy: bool = False
+    projects: tuple[str, ...] = ()
+    """OVHProjects (names or globs) the namespace may name in spec.projectRef."""
+    default_project: bool = True
+    """Whether the namespace may use the operator's own project (no spec.projectRef)."""
     default: str | None = None  # the operator's default, when no policy selects the namespace
+
+    def allows_project(self, name: str) -> bool:
+        """``name``: an OVHProject, or "" for the operator's own project."""
+        if not name:
+            return self.default_project
+        return any(_glob(pattern).fullmatch(name) for pattern in self.projects)
 
     def source(self, namespace: str) -> str:
         """Where the allowance comes from, and what to do about it (a sentence)."""
@@ -101,6 +116,8 @@ class AccessPolicy:
     roles: frozenset[str]
     regions: tuple[str, ...]
     raw_policy: bool
+    projects: tuple[str, ...] = ()
+    default_project: bool = True
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> AccessPolicy:
@@ -113,7 +130,10 @@ class AccessPolicy:
                    selector=selector if isinstance(selector, Mapping) else {"matchLabels": {"-": "-"}},
                    buckets=buckets, roles=frozenset(str(r) for r in spec.get("roles") or ()),
                    regions=tuple(str(r) for r in spec.get("regions") or ()),
-                   raw_policy=spec.get("allowRawPolicy") is True)
+                   raw_policy=spec.get("allowRawPolicy") is True,
+                   projects=tuple(str(p) for p in spec.get("projects") or ()),
+                   default_project=spec["defaultProject"] is True if isinstance(spec.get("defaultProject"), bool)
+                   else spec.get("projects") is None)
 
     def selects(self, labels: Mapping[str, str]) -> bool:
         return selector_matches(self.selector, labels)
@@ -178,6 +198,8 @@ class AccessIndex:
             roles=frozenset().union(*(p.roles for p in selecting)),
             regions=tuple(region for p in selecting for region in p.regions),
             raw_policy=any(p.raw_policy for p in selecting),
+            projects=tuple(project for p in selecting for project in p.projects),
+            default_project=any(p.default_project for p in selecting),
         )
 
 
@@ -265,7 +287,13 @@ def _statement_problems(index: int, statement: Mapping[str, Any], allowance: All
 
 
 def check(spec: Spec, region: str, allowance: Allowance) -> Verdict:
-    """Check a spec against the namespace's allowance; the verdict keeps only what is allowed."""
+    """Check a spec against the namespace's allowance; the verdict keeps only what is allowed (nothing at
+    all in a project the namespace may not use)."""
+    project = spec.project_ref.name if spec.project_ref else ""
+    if not allowance.allows_project(project):
+        what = f"project {project} (spec.projectRef)" if project else \
+            "the operator's own project (no spec.projectRef; name an OVHProject the namespace may use)"
+        return Verdict((), None if spec.policy is None else {**spec.policy, "Statement": []}, (), (what,))
     problems: list[str] = []
     grants = []
     for index, grant in enumerate(spec.grants):

@@ -99,6 +99,17 @@ class Settings(BaseSettings):
     default_region: str = "gra"
     regions: Annotated[tuple[str, ...], NoDecode] = DEFAULT_REGIONS
 
+    # --- several OVH projects (OVHProject) --------------------------------------------------------
+    credentials_namespace: str | None = Field(None, validation_alias=AliasChoices(
+        "OVH_S3_OPERATOR_CREDENTIALS_NAMESPACE", "POD_NAMESPACE"), pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    """The only namespace whose Secrets OVHProjects may name (default: the operator's own, from
+    POD_NAMESPACE); unknown, no OVHProject can be used."""
+    project_resync_interval: float = Field(60.0, gt=0)
+    """Seconds between re-reads of the OVHProjects and their Secrets: a rotation of credentials is picked
+    up within this time (or at the first call OVH rejects)."""
+    project_idle_timeout: float = Field(600.0, ge=0)
+    """Seconds an OVHProject's client is kept once no resource uses the project."""
+
     @field_validator("regions", mode="before")
     @classmethod
     def _split_regions(cls, value: object) -> object:

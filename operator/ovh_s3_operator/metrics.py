@@ -31,7 +31,10 @@ DRIFT_REPAIRS = Counter("ovh_s3_operator_drift_repairs",
                         "Changes made outside the operator that it repaired, by what (user, policy, key, secret, "
                         "duplicate, stray-key)", ["what"])
 ROTATIONS = Counter("ovh_s3_operator_key_rotations", "S3 key rotations, by step (started, completed)", ["step"])
-ORPHANS = Counter("ovh_s3_operator_orphans_deleted", "OVH users deleted by the orphan sweep")
+ORPHANS = Counter("ovh_s3_operator_orphans_deleted", "OVH users deleted by the orphan sweep, by project", ["project"])
+PROJECTS = Gauge("ovh_s3_operator_project_ready",
+                 "1 when the credentials of an OVHProject work, 0 when they do not (see its Ready condition)",
+                 ["project"])
 DRIFT_INTERVAL = Gauge("ovh_s3_operator_drift_interval_seconds",
                        "Seconds between drift checks of a resource (stretched to stay within the OVH rate budget; "
                        "0: no drift checks)")

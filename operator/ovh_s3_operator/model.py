@@ -21,6 +21,8 @@ GROUP = "s3.ovh-operator.dev"
 VERSION = "v1alpha1"
 PLURAL = "ovhobjectstorageusers"
 KIND = "OVHObjectStorageUser"
+PROJECT_PLURAL = "ovhprojects"
+PROJECT_KIND = "OVHProject"
 API_VERSION = f"{GROUP}/{VERSION}"
 FINALIZER = f"{GROUP}/ovh-user"
 READY = "Ready"
@@ -62,6 +64,14 @@ class SecretRef(BaseModel):
     name: str | None = Field(None, max_length=253)
 
 
+class ProjectRef(BaseModel):
+    """``spec.projectRef``: the OVHProject whose OVH project holds the user (absent: the operator's own)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=253)
+
+
 class Spec(BaseModel):
     """``spec`` of the resource; unknown fields are refused rather than silently ignored."""
 
@@ -73,6 +83,7 @@ class Spec(BaseModel):
     grants: tuple[Grant, ...] = ()
     policy: dict[str, Any] | None = None
     secret: SecretRef = SecretRef()
+    project_ref: ProjectRef | None = Field(None, alias="projectRef")
 
     @field_validator("description")
     @classmethod
@@ -207,6 +218,10 @@ class Status:
     access_key_id: str | None = None
     secret_name: str | None = None
     user_requested_at: datetime.datetime | None = None
+    project: str | None = None
+    """The OVHProject the user lives in (None: the operator's own), once ``service_name`` is recorded."""
+    service_name: str | None = None
+    """The OVH project id the user lives in, recorded before the user is created."""
 
     @classmethod
     def parse(cls, raw: object) -> Status:
@@ -222,7 +237,14 @@ class Status:
             access_key_id=_str(raw.get("accessKeyId")),
             secret_name=_str(raw.get("secretName")),
             user_requested_at=parse_time(raw.get("userRequestedAt")),
+            project=_str(raw.get("project")),
+            service_name=_str(raw.get("serviceName")),
         )
+
+    @property
+    def user_may_exist(self) -> bool:
+        """An OVH user was created, or may have been, for the resource."""
+        return bool(self.user_id or self.user_requested_at)
 
 
 # The status fields the operator writes, by their names in the API.
@@ -232,7 +254,16 @@ STATUS_FIELDS = {
     "access_key_id": "accessKeyId",
     "secret_name": "secretName",
     "user_requested_at": "userRequestedAt",
+    "project": "project",
+    "service_name": "serviceName",
 }
+
+
+def project_name(spec: Mapping[str, Any]) -> str:
+    """``spec.projectRef.name`` of a spec that may not validate ("" when absent: the operator's own)."""
+    ref = spec.get("projectRef")
+    name = ref.get("name") if isinstance(ref, Mapping) else None
+    return name if isinstance(name, str) else ""
 
 
 @dataclass(frozen=True)

@@ -123,12 +123,14 @@ class SandboxStack:
         """The environment for ``ovh-s3-operator run`` against this sandbox.
 
         OVH credentials and in-cluster settings of the caller are replaced; the operator's own
-        ``OVH_S3_OPERATOR_*`` knobs are kept, with a local-friendly rate limit unless one is set.
+        ``OVH_S3_OPERATOR_*`` knobs are kept, with a local-friendly rate limit unless one is set. The
+        operator runs "in" the namespace of the install (``POD_NAMESPACE``), where OVHProjects' Secrets live.
         """
         env = {key: value for key, value in os.environ.items()
                if key.startswith("OVH_S3_OPERATOR_") or not key.startswith(("OVH_", "KUBERNETES_SERVICE_"))}
         env.setdefault("OVH_S3_OPERATOR_OVH_REQUESTS_PER_SECOND", "20")
         env.setdefault("OVH_S3_OPERATOR_METRICS_PORT", "0")  # several operators may run side by side
+        env.setdefault("POD_NAMESPACE", OPERATOR_NAMESPACE)  # as the Deployment's downward API sets it
         env.update(self.ovh_env())
         env["KUBECONFIG"] = str(self.operator_kubeconfig)
         env.update(overrides or {})

@@ -11,9 +11,11 @@ from ovh_s3_operator.config import Settings
 from .manifests import Obj, find, one, validate
 
 CHART_OWNED_SETTINGS = {"OVH_S3_OPERATOR_DEFAULT_ACCESS", "OVH_S3_OPERATOR_METRICS_PORT",
-                        "OVH_S3_OPERATOR_LEADER_ELECTION", "OVH_S3_OPERATOR_LEADER_ELECTION_NAMESPACE"}
+                        "OVH_S3_OPERATOR_LEADER_ELECTION", "OVH_S3_OPERATOR_LEADER_ELECTION_NAMESPACE",
+                        "OVH_S3_OPERATOR_CREDENTIALS_NAMESPACE"}
 """Variables the chart sets from its own values (defaultAccess, metrics, leaderElection) or fixes (the
-Lease lives in the release's namespace, where the chart's leader-election Role grants it)."""
+Lease lives in the release's namespace, where the chart's leader-election Role grants it; so do the
+Secrets of OVHProjects, which the chart lets the operator read there)."""
 DOWNWARD_API = {"POD_NAME", "POD_NAMESPACE"}
 """Set from the downward API: the operator's events and leader election name the pod with them."""
 

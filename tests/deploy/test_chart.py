@@ -143,11 +143,17 @@ def test_watching_namespaces_grants_namespaced_rights_only_there() -> None:
     reference = grants(one(base_rbac(), "ClusterRole", "ovh-s3-operator")["rules"])
     cluster_wide = grants(cluster_role["rules"])
     assert {resource for _, resource, _, _ in cluster_wide} == {
-        "ovhobjectstorageaccesspolicies", "namespaces", "customresourcedefinitions"}
+        "ovhobjectstorageaccesspolicies", "ovhprojects", "ovhprojects/status", "namespaces",
+        "customresourcedefinitions"}
     assert watched.keys() == {"team-a", "team-b"}
     for role in watched.values():
         assert cluster_wide | grants(role["rules"]) == reference
         assert not cluster_wide & grants(role["rules"])
+    # The Secrets of OVHProjects: read in the release's namespace, and nowhere else.
+    [credentials] = [role for role in roles if role["metadata"]["name"] == "ovh-s3-operator-credentials"]
+    assert credentials["kind"] == "Role" and credentials["metadata"]["namespace"] == NAMESPACE
+    assert grants(credentials["rules"]) == {("", "secrets", "get", "*")}
+    assert not [role for role in chart_operator_roles() if role["kind"] == "Role"]  # the ClusterRole covers it
     assert container(render_chart(HA))["args"][-2:] == ["--namespace=team-a", "--namespace=team-b"]
 
 

@@ -70,13 +70,19 @@ def test_namespaced_grants_namespaced_rights_only_in_the_watched_namespaces() ->
     objects = rendered("namespaced")
     roles = operator_roles(objects)
     [cluster_role] = [role for role in roles if role["kind"] == "ClusterRole"]
-    watched = {role["metadata"]["namespace"]: role for role in roles if role["kind"] == "Role"}
+    watched = {role["metadata"]["namespace"]: role for role in roles
+               if role["kind"] == "Role" and role["metadata"]["name"] == "ovh-s3-operator"}
     reference = grants(one(base_rbac(), "ClusterRole", "ovh-s3-operator")["rules"])
     cluster_wide = grants(cluster_role["rules"])
     assert {resource for _, resource, _, _ in cluster_wide} == {
-        "ovhobjectstorageaccesspolicies", "namespaces", "customresourcedefinitions"}
+        "ovhobjectstorageaccesspolicies", "ovhprojects", "ovhprojects/status", "namespaces",
+        "customresourcedefinitions"}
     for role in watched.values():
         assert cluster_wide | grants(role["rules"]) == reference
+    # The Secrets of OVHProjects: read in the operator's namespace, and nowhere else.
+    [credentials] = [role for role in roles if role["metadata"]["name"] == "ovh-s3-operator-credentials"]
+    assert credentials["metadata"]["namespace"] == "ovh-s3-operator"
+    assert grants(credentials["rules"]) == {("", "secrets", "get", "*")}
     args = [arg for arg in container(objects)["args"] if arg.startswith("--namespace")]
     assert sorted(args) == [f"--namespace={namespace}" for namespace in sorted(watched)] and watched
 
