@@ -43,6 +43,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import ovh
+import ovh.config
 import ovh.exceptions as ovh_errors
 import ovh.oauth2
 import requests
@@ -223,6 +224,25 @@ def _token_rejected(response: requests.Response) -> bool:
         response.json().get("errorCode") in ("INVALID_CREDENTIAL", "NOT_CREDENTIAL")
 
 
+class _GivenOnly:
+    """python-ovh's configuration lookup (``ovh.config.ConfigurationManager``), finding nothing.
+
+    python-ovh takes any credential it is not given from ``OVH_*`` variables and ``ovh.conf`` files: an
+    OVHProject's application key would pick up the operator's own ``OVH_CLIENT_ID``. The operator gives
+    every credential it means explicitly (its environment's through the settings, an OVHProject's from
+    its Secret), so nothing may come from elsewhere.
+    """
+
+    def get(self, section: str, name: str) -> None:
+        return None
+
+    def read(self, config_file: str) -> None:
+        return None
+
+
+_CONSTRUCTING = threading.Lock()
+
+
 class PythonOVHClient(ovh.Client):  # type: ignore[misc]  # python-ovh is untyped
     """python-ovh's client, with non-JSON error pages kept as API errors, a clock that can resync and,
     with OAuth2, :class:`_OAuth2`.
@@ -234,7 +254,12 @@ class PythonOVHClient(ovh.Client):  # type: ignore[misc]  # python-ovh is untype
     _oauth2: Any
 
     def __init__(self, *, session: requests.Session | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        with _CONSTRUCTING:  # python-ovh's constructor reads its configuration through this class
+            ambient, ovh.config.ConfigurationManager = ovh.config.ConfigurationManager, _GivenOnly
+            try:
+                super().__init__(**kwargs)
+            finally:
+                ovh.config.ConfigurationManager = ambient
         self._own_session = session is None
         if session is not None:
             self._session = session

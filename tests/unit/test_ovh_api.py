@@ -196,3 +196,19 @@ def test_oauth2_needs_an_endpoint_with_a_token_url() -> None:
 def test_unknown_endpoint_name_is_reported() -> None:
     with pytest.raises(OVHCredentialsMissing, match="OVH_ENDPOINT 'ovh-mars' is neither a URL"):
         build(OVH_ENDPOINT="ovh-mars")
+
+
+def test_credentials_never_mix_with_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # python-ovh fills what it is not given from OVH_* variables: an OVHProject's keys must not meet the
+    # operator's own service account there (nor the other way round).
+    monkeypatch.setenv("OVH_CLIENT_ID", "env-cid")
+    monkeypatch.setenv("OVH_CLIENT_SECRET", "env-csecret")
+    monkeypatch.setenv("OVH_APPLICATION_KEY", "env-ak")
+    application = build_client(Credentials.from_values("ovh-eu", {"OVH_APPLICATION_KEY": "ak",
+                                                                  "OVH_APPLICATION_SECRET": "as",
+                                                                  "OVH_CONSUMER_KEY": "ck"}, "Secret ns/s"), 5.0)
+    assert (application._application_key, application._client_id, application._oauth2) == ("ak", None, None)
+    oauth2 = build_client(Credentials.from_values("ovh-eu", {"OVH_CLIENT_ID": "cid", "OVH_CLIENT_SECRET": "cs"},
+                                                  "Secret ns/s"), 5.0)
+    assert (oauth2._client_id, oauth2._application_key) == ("cid", None)
+    assert ovh_client.config.ConfigurationManager().get("ovh-eu", "client_id") == "env-cid"  # python-ovh as it was
