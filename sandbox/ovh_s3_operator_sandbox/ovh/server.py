@@ -208,6 +208,7 @@ class OVHSandbox:
         self._pending: dict[str, list[tuple[str, str]]] = {}  # requested, not validated yet
         self._clients: dict[str, str] = {}  # OAuth2 client id -> client secret
         self._tokens: dict[str, tuple[str, float]] = {}  # access token -> (client id, expiry, monotonic)
+        self._issued: list[str] = []  # every access token issued (for leak checks)
         self._lock = threading.Lock()
         self.set_access_rules(access_rules)
         self.oauth2 = self.add_oauth2_client(access_rules)
@@ -410,6 +411,17 @@ class OVHSandbox:
         """How many tokens the token endpoint issued (recorded calls that answered 200)."""
         return sum(1 for call in self.calls() if call.path == TOKEN_PATH and call.status == 200)
 
+    def live_tokens(self) -> int:
+        """How many issued tokens are still valid."""
+        now = time.monotonic()
+        with self._lock:
+            return sum(1 for _, expiry in self._tokens.values() if expiry > now)
+
+    def issued_tokens(self) -> list[str]:
+        """Every access token issued so far (what a leak check looks for)."""
+        with self._lock:
+            return list(self._issued)
+
     def validate_consumer_key(self, consumer_key: str) -> list[tuple[str, str]]:
         """What the account owner does at the validation URL; returns the rules now granted."""
         with self._lock:
@@ -516,6 +528,7 @@ class OVHSandbox:
         access_token = secrets.token_urlsafe(32)
         with self._lock:
             self._tokens[access_token] = (str(client_id), time.monotonic() + self.token_lifetime)
+            self._issued.append(access_token)
         answer = {"access_token": access_token, "token_type": "Bearer",
                   "expires_in": math.ceil(self.token_lifetime), "scope": "all"}
         return Answer(200, {"Content-Type": "application/json", "Cache-Control": "no-store", "Pragma": "no-cache"},
