@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+import ovh
 import yaml
 
 from ovh_s3_operator.access_policy import POLICY_PLURAL
@@ -91,6 +92,17 @@ class SandboxStack:
     @property
     def ovh_ca_file(self) -> Path:
         return self.state_dir / "ovh-ca.pem"
+
+    def ovh_client(self) -> ovh.Client:
+        """python-ovh's client with the sandbox's application keys, trusting its CA (python-ovh has no option
+        for a CA: its session's, whatever REQUESTS_CA_BUNDLE says)."""
+        self.ovh.register()
+        credentials = self.ovh.credentials
+        client = ovh.Client(endpoint=self.ovh.url, application_key=credentials.application_key,
+                            application_secret=credentials.application_secret, consumer_key=credentials.consumer_key)
+        client._session.trust_env = False
+        client._session.verify = str(self.ovh_ca_file)
+        return client
 
     def ovh_env(self, *, oauth2: bool = False) -> dict[str, str]:
         """The OVH variables of ``ovh.env`` (or ``ovh-oauth2.env``): endpoint, credentials, project, CA."""
