@@ -296,6 +296,8 @@ class Projects:
             self._wake.set()
 
     async def _refresh(self, name: str) -> None:
+        """Read the Secret again, check the credentials if they need it, report. OVH is called without the
+        project's lock: resources of the project go on meanwhile."""
         known = self._known.get(name)
         if known is None:
             return
@@ -304,12 +306,19 @@ class Projects:
             try:
                 if known.spec is not None:
                     await self._read(name, known)
-                if known.problem is None and not known.verified:
-                    with contextlib.suppress(OVHError):
-                        await self._verify(name, known)
+                project = await self._open(name, known) if known.problem is None and not known.verified else None
             except KubernetesAPIError as error:
                 logger.warning("Cannot check OVHProject %s now: %s", name, error.message)
                 return
+            except OperatorError:  # the project's problem, now set
+                project = None
+            checked = known.credentials
+        if project is not None:
+            outcome = await self._verify(project)
+            async with known.lock:
+                if known.credentials is checked and self._known.get(name) is known:  # not rotated meanwhile
+                    self._take(known, outcome)
+        async with known.lock:
             await self._report(name, known)
             changed = self._usability(known) != before
         if changed:
@@ -438,19 +447,25 @@ class Projects:
                             now - known.unused_since)
                 self._close(known)
 
-    async def _verify(self, name: str, known: _Known) -> None:
-        """Try the credentials on the project; a definitive refusal becomes the project's problem."""
-        known.transient = None
-        project = await self._open(name, known)
+    @staticmethod
+    async def _verify(project: Project) -> OperatorError | None:
+        """Try the credentials on the project: None if OVH accepts them, else why not."""
         try:
             await project.ovh.verify()
-        except (OVHCredentialsRejected, OVHCredentialsMissing, OVHProjectError) as error:
-            self._set_problem(known, type(error), error.message)
-            raise
         except OVHError as error:
-            known.transient = error.message
-            raise
-        known.verified = True
+            return error
+        return None
+
+    def _take(self, known: _Known, outcome: OperatorError | None) -> None:
+        """The outcome of a check: a definitive refusal becomes the project's problem; OVH being
+        unavailable only says so (checked again at the next resync)."""
+        known.transient = None
+        if outcome is None:
+            known.verified = True
+        elif isinstance(outcome, OVHCredentialsRejected | OVHCredentialsMissing | OVHProjectError):
+            self._set_problem(known, type(outcome), outcome.message)
+        else:
+            known.transient = outcome.message
 
     async def _report(self, name: str, known: _Known) -> None:
         """The OVHProject's Ready condition, written only when it changes."""

@@ -162,6 +162,19 @@ async def test_a_missing_project_then_a_missing_secret_then_both(op: Operator) -
     await op.assert_consistent(["app"])
 
 
+async def test_an_unavailable_ovh_leaves_the_project_usable_and_is_checked_again(op: Operator) -> None:
+    outage = op.ovh.add_fault(path=r"/role$", status=503, times=-1)
+    op.add_ovh_project("later")
+    project = await op.wait_project("later", "False", "OVHUnavailable")
+    assert "checking again soon" in op.ready(project)["message"]  # type: ignore[index]
+    op.ovh.remove_fault(outage)
+    op.create("app", {"projectRef": {"name": "later"}})  # not refused meanwhile: OVH may be back
+    await op.assert_consistent(["app"])
+    assert op.app is not None
+    await op.app.projects.resync()
+    await op.wait_project("later", "True", "CredentialsValid")
+
+
 async def test_credentials_outside_the_operator_namespace_are_never_used(op: Operator) -> None:
     keys = op.ovh.credentials
     op.put_secret("mine", "default", {"OVH_APPLICATION_KEY": keys.application_key,
