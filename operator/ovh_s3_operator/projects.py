@@ -283,10 +283,6 @@ class Projects:
             await self._refresh(name)
         self._close_idle()
 
-    def wake(self) -> None:
-        """Check the OVHProjects whose check is due (the controller starts :meth:`run` while leading)."""
-        self._wake.set()
-
     def _rejected(self, name: str) -> None:
         """OVH rejected an OVHProject's credentials: read its Secret again and check them, soon."""
         known = self._known.get(name)
@@ -318,6 +314,8 @@ class Projects:
             async with known.lock:
                 if known.credentials is checked and self._known.get(name) is known:  # not rotated meanwhile
                     self._take(known, outcome)
+        if self._known.get(name) is not known:
+            return  # deleted or rewritten meanwhile: its successor is checked on its own
         async with known.lock:
             await self._report(name, known)
             changed = self._usability(known) != before
