@@ -130,7 +130,7 @@ class InProcessOperator(Objects):
             client = account.add_oauth2_client(ACCESS_RULES, service_name)
             values = {"OVH_CLIENT_ID": client.client_id, "OVH_CLIENT_SECRET": client.client_secret}
         else:
-            keys = account.issue_consumer_key(ACCESS_RULES, service_name)
+            keys = account.add_consumer_key(ACCESS_RULES, service_name)
             values = {"OVH_APPLICATION_KEY": keys.application_key, "OVH_APPLICATION_SECRET": keys.application_secret,
                       "OVH_CONSUMER_KEY": keys.consumer_key}
         secret = secret or f"{name}-ovh"

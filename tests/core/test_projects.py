@@ -216,13 +216,13 @@ async def test_an_oauth2_project_renews_tokens_ovh_ended(op: Operator) -> None:
     assert "an OAuth2 service account" in op.ready(project)["message"]  # type: ignore[index]
     op.create("app", {"projectRef": {"name": "sa"}, "grants": [{"bucket": "b-1", "access": "read"}]})
     await op.wait_ready("app")
-    issued = op.ovh.tokens_issued()
-    assert issued == 1  # one token for every call so far
+    granted = op.ovh.tokens_granted()
+    assert granted == 1  # one token for every call so far
 
     op.ovh.expire_tokens()  # OVH ends the token before the expiry it announced
     op.patch_spec("app", {"grants": [{"bucket": "b-2", "access": "read"}]})
     await op.assert_consistent(["app"])
-    assert op.ovh.tokens_issued() == issued + 1
+    assert op.ovh.tokens_granted() == granted + 1
     assert not [e for e in await op.events() if e["type"] == "Warning"]  # no failure on the way
 
 

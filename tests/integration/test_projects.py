@@ -24,7 +24,7 @@ def test_oauth2_tokens_expire_and_renew_and_a_second_project_is_used(world: Worl
     sandbox = world.stack.ovh
     world.start_operator(sandbox.env(oauth2=True), drop=APPLICATION_KEYS, log_level="--debug")
     second = sandbox.add_project()
-    keys = sandbox.issue_consumer_key(ACCESS_RULES, second.service_name)
+    keys = sandbox.add_consumer_key(ACCESS_RULES, second.service_name)
     world.put_secret("second-ovh", OPERATOR_NAMESPACE, {"OVH_APPLICATION_KEY": keys.application_key,
                                                        "OVH_APPLICATION_SECRET": keys.application_secret,
                                                        "OVH_CONSUMER_KEY": keys.consumer_key})
@@ -39,11 +39,11 @@ def test_oauth2_tokens_expire_and_renew_and_a_second_project_is_used(world: Worl
     assert [u["id"] for u in live_users(sandbox.project.users(), here)] == [user["id"]]  # ids per project
 
     # The token expires (OVH-side and in python-ovh alike): the next calls get a new one, nothing fails.
-    issued = sandbox.tokens_issued()
+    granted = sandbox.tokens_granted()
     wait_for(lambda: sandbox.live_tokens() == 0, 30, what="the token to expire")
     world.patch_spec("here", {"grants": [{"bucket": "b-2", "access": "read"}]})
     world.wait_ready("here", generation=2)
-    assert sandbox.tokens_issued() > issued
+    assert sandbox.tokens_granted() > granted
     assert "b-2" in live_users(sandbox.project.users(), here)[0]["policy"]
 
     world.delete("here")
@@ -56,6 +56,6 @@ def test_oauth2_tokens_expire_and_renew_and_a_second_project_is_used(world: Worl
     log = world.operator_log()
     assert "DEBUG" in log and "/auth/oauth2/token" in log
     secrets = [sandbox.oauth2.client_secret, keys.consumer_key, keys.application_secret,
-               *sandbox.issued_tokens()]
+               *sandbox.granted_tokens()]
     statuses = json.dumps([world.get(name) for name in ("here", "there")] + [world.ovh_project("second")])
     assert len(secrets) > 4 and not [s for s in secrets if s in log or s in statuses]

@@ -238,7 +238,7 @@ def test_an_account_with_two_projects_keeps_them_apart(sandbox: OVHSandbox, clie
         client.get("/cloud/project/0123456789abcdef0123456789abcdef/user")
 
     # A consumer key for the second project only, as the operator's access rules give it.
-    keys = sandbox.issue_consumer_key([("GET", "/cloud/project/{service}/user")], second.service_name)
+    keys = sandbox.add_consumer_key([("GET", "/cloud/project/{service}/user")], second.service_name)
     limited = connect(consumer_key=keys.consumer_key)
     assert [u["id"] for u in limited.get(f"/cloud/project/{second.service_name}/user")] == [second_user["id"]]
     with pytest.raises(NotGrantedCall):
@@ -297,7 +297,7 @@ def test_the_token_endpoint_refuses_what_oauth2_refuses(form: dict[str, str] | s
     if error == "invalid_client":  # python-ovh's tests replay this answer of OVH's
         assert answer.json()["error_description"] == "ovhcloud oauth2 client does not exists"
         assert ("WWW-Authenticate" in answer.headers) is (auth is not None)
-    assert sandbox.tokens_issued() == 0
+    assert sandbox.tokens_granted() == 0
     assert token_request(sandbox, {}, auth=auth, headers=headers).status_code != 200
     assert sandbox.session().get(sandbox.token_url, timeout=5).status_code == 405
 

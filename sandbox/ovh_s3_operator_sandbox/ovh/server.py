@@ -25,7 +25,7 @@ Behaviour, where OVH documents it (python-ovh's ``client.py`` for signatures and
   server's clock (``/auth/time`` and the timestamp check) to simulate a drifting client clock.
 * One sandbox is one OVH account: it holds one project, and more with ``add_project()``
   (``GET /cloud/project`` lists them all; user ids count from 100001 in each, so the same id names
-  different users in two projects). ``issue_consumer_key()`` gives the application another consumer
+  different users in two projects). ``add_consumer_key()`` gives the application another consumer
   key with its own access rules, e.g. for one project only.
 * OAuth2 service accounts (``add_oauth2_client()``; one is made at start, ``oauth2``): the client
   credentials grant at ``POST /auth/oauth2/token`` (outside ``/1.0``, like
@@ -208,7 +208,7 @@ class OVHSandbox:
         self._pending: dict[str, list[tuple[str, str]]] = {}  # requested, not validated yet
         self._clients: dict[str, str] = {}  # OAuth2 client id -> client secret
         self._tokens: dict[str, tuple[str, float]] = {}  # access token -> (client id, expiry, monotonic)
-        self._issued: list[str] = []  # every access token issued (for leak checks)
+        self._granted: list[str] = []  # every access token granted (for leak checks)
         self._lock = threading.Lock()
         self.set_access_rules(access_rules)
         self.oauth2 = self.add_oauth2_client(access_rules)
@@ -268,7 +268,7 @@ class OVHSandbox:
 
     @property
     def token_url(self) -> str:
-        """Where OAuth2 tokens are issued: ``/auth/oauth2/token`` beside ``/1.0``."""
+        """Where OAuth2 tokens are granted: ``/auth/oauth2/token`` beside ``/1.0``."""
         return self.url.removesuffix(API_PREFIX) + TOKEN_PATH
 
     @property
@@ -363,7 +363,7 @@ class OVHSandbox:
         with self._lock:
             self._rules[self.credentials.consumer_key] = self._format(rules, None)
 
-    def issue_consumer_key(self, rules: Sequence[tuple[str, str]] = ALL_RULES,
+    def add_consumer_key(self, rules: Sequence[tuple[str, str]] = ALL_RULES,
                            service_name: str | None = None) -> OVHCredentials:
         """Another validated consumer key of the application, with these rules (``{service}``:
         ``service_name``, default the first project)."""
@@ -373,7 +373,7 @@ class OVHSandbox:
         return credentials
 
     def revoke_consumer_key(self, consumer_key: str | None = None) -> OVHCredentials:
-        """Invalidate a consumer key (default: ``credentials``') and issue a new one with the same rules;
+        """Invalidate a consumer key (default: ``credentials``') and make a new one with the same rules;
         returns it (and puts it in ``credentials`` if it replaced that one)."""
         with self._lock:
             old = consumer_key or self.credentials.consumer_key
@@ -393,7 +393,7 @@ class OVHSandbox:
         return client
 
     def rotate_oauth2_secret(self, client_id: str) -> OAuth2Credentials:
-        """A new secret for a service account: the old one no longer gets tokens (tokens already issued
+        """A new secret for a service account: the old one no longer gets tokens (tokens already granted
         keep working until they expire, as with OAuth2 servers generally)."""
         client = OAuth2Credentials(client_id, token(32))
         with self._lock:
@@ -407,20 +407,20 @@ class OVHSandbox:
             self._tokens.clear()
             return count
 
-    def tokens_issued(self) -> int:
-        """How many tokens the token endpoint issued (recorded calls that answered 200)."""
+    def tokens_granted(self) -> int:
+        """How many tokens the token endpoint granted (recorded calls that answered 200)."""
         return sum(1 for call in self.calls() if call.path == TOKEN_PATH and call.status == 200)
 
     def live_tokens(self) -> int:
-        """How many issued tokens are still valid."""
+        """How many granted tokens are still valid."""
         now = time.monotonic()
         with self._lock:
             return sum(1 for _, expiry in self._tokens.values() if expiry > now)
 
-    def issued_tokens(self) -> list[str]:
-        """Every access token issued so far (what a leak check looks for)."""
+    def granted_tokens(self) -> list[str]:
+        """Every access token granted so far (what a leak check looks for)."""
         with self._lock:
-            return list(self._issued)
+            return list(self._granted)
 
     def validate_consumer_key(self, consumer_key: str) -> list[tuple[str, str]]:
         """What the account owner does at the validation URL; returns the rules now granted."""
@@ -528,7 +528,7 @@ class OVHSandbox:
         access_token = secrets.token_urlsafe(32)
         with self._lock:
             self._tokens[access_token] = (str(client_id), time.monotonic() + self.token_lifetime)
-            self._issued.append(access_token)
+            self._granted.append(access_token)
         answer = {"access_token": access_token, "token_type": "Bearer",
                   "expires_in": math.ceil(self.token_lifetime), "scope": "all"}
         return Answer(200, {"Content-Type": "application/json", "Cache-Control": "no-store", "Pragma": "no-cache"},
