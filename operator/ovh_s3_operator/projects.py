@@ -371,7 +371,8 @@ class Projects:
         version = str((secret.get("metadata") or {}).get("resourceVersion") or "")
         if version == known.secret_version and before is None:
             return
-        credentials = Credentials.from_values(spec.endpoint, _decode(secret.get("data")), where)
+        source = f"{where} (OVHProject {name})"
+        credentials = Credentials.from_values(spec.endpoint, _decode(secret.get("data")), source)
         known.secret_version = version
         same = known.credentials is not None and credentials.fingerprint() == known.credentials.fingerprint()
         if same and before is None:
@@ -472,7 +473,7 @@ class Projects:
         elif known.verified and known.spec is not None and known.credentials is not None:
             kind = "an OAuth2 service account" if known.credentials.auth_mode == "oauth2" else "an application key"
             state, reason = "True", VERIFIED
-            message = f"The credentials in {known.credentials.source} ({kind}) reach OVH project " \
+            message = f"OVH accepts the credentials in {known.credentials.source}, {kind}, for OVH project " \
                       f"{known.spec.service_name}"
         elif known.transient is not None:
             state, reason, message = "False", "OVHUnavailable", f"{known.transient}; checking again soon"

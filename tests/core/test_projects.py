@@ -259,13 +259,32 @@ async def test_a_project_that_names_another_id_is_not_guessed_at(two: tuple[Oper
     assert second.user(obj["status"]["userId"]) is not None
 
 
-async def test_project_ref_cannot_change(op: Operator) -> None:
+async def test_project_ref_and_service_name_cannot_change(op: Operator) -> None:
     op.create("app", {})
     await op.wait_ready("app")
     with pytest.raises(ApiException) as refused:
         op.patch_spec("app", {"projectRef": {"name": "other"}})
     assert refused.value.status == 422 and "spec.projectRef cannot be added, changed or removed" in \
         str(refused.value.body)
+    op.add_ovh_project("second")
+    with pytest.raises(ApiException) as refused:
+        op.set_ovh_project("second", "0123456789abcdef0123456789abcdef", "second-ovh", op.ovh.url)
+    assert refused.value.status == 422 and "serviceName cannot change" in str(refused.value.body)
+
+
+async def test_rejected_credentials_are_reported_by_the_project_and_its_resources(op: Operator) -> None:
+    values = op.add_ovh_project("bad")
+    op.put_secret("bad-ovh", OPERATOR_NAMESPACE, {**values, "OVH_CONSUMER_KEY": "x" * 32})
+    op.create("app", {"projectRef": {"name": "bad"}})
+    assert op.app is not None
+    await op.app.projects.resync()
+    project = await op.wait_project("bad", "False", "OVHCredentialsRejected")
+    assert f"check OVH_CONSUMER_KEY in Secret {OPERATOR_NAMESPACE}/bad-ovh" in \
+        op.ready(project)["message"]  # type: ignore[index]
+    obj = await op.wait_condition("app", "False", "OVHCredentialsRejected")
+    message = op.ready(obj)["message"]  # type: ignore[index]
+    assert "OVHProject bad" in message and f"OVH_CONSUMER_KEY in Secret {OPERATOR_NAMESPACE}/bad-ovh" in message
+    assert op.ovh.writes() == []
 
 
 async def test_project_clients_are_closed_when_unused() -> None:

@@ -501,7 +501,15 @@ class OVHSandbox:
     # -- OAuth2 ------------------------------------------------------------------------------------------
 
     def _token_endpoint(self, method: str, headers: Mapping[str, str], body: str) -> Answer:
-        """The client credentials grant (RFC 6749 section 4.4); see the module docstring for the sources."""
+        """The client credentials grant (RFC 6749 section 4.4).
+
+        Sources: python-ovh's ``ovh/oauth2.py`` (what it sends: ``grant_type=client_credentials&scope=all``,
+        form-encoded, the client in HTTP Basic; what it reads) and ``tests/test_client.py`` (OVH's answers:
+        the token fields, and ``invalid_client`` / "ovhcloud oauth2 client does not exists"); go-ovh's
+        ``configuration.go`` (scope ``all``, golang.org/x/oauth2's client credentials). Undocumented, so
+        decided the stricter way after RFC 6749 sections 2.3, 5.1 and 5.2: 401 for a bad client, one client
+        authentication only, no other grant or scope, form encoding only, ``Cache-Control: no-store``.
+        """
         def error(status: int, code: str, description: str, extra: Mapping[str, str] | None = None) -> Answer:
             return Answer(status, {"Content-Type": "application/json", "Cache-Control": "no-store", **(extra or {})},
                           json.dumps({"error": code, "error_description": description}))
@@ -535,7 +543,9 @@ class OVHSandbox:
                       json.dumps(answer))
 
     def _bearer(self, authorization: str) -> str:
-        """The caller an access token stands for; 401 when it is unknown or expired."""
+        """The caller an access token stands for; 401 when it is unknown or expired. (How OVH answers an
+        expired token is not documented: 401 as RFC 6750 section 3.1 says, in OVH's error shape. The
+        operator renews on 401 and on 403 ``INVALID_CREDENTIAL`` alike.)"""
         access_token = authorization.removeprefix("Bearer ").strip()
         with self._lock:
             client_id, expiry = self._tokens.get(access_token, ("", 0.0))
