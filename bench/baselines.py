@@ -40,16 +40,12 @@ def provision(client: ovh.Client, project: str, core: kubernetes.client.CoreV1Ap
 
 def run(stack: SandboxStack, n: int, threads: int) -> float:
     """Seconds to provision ``n`` users with ``threads`` threads."""
-    ovh.client.ENDPOINTS.setdefault(stack.ovh.url, stack.ovh.url)
-    credentials = stack.ovh.credentials
     project = f"/cloud/project/{stack.ovh.service_name}"
     api = kubernetes.config.new_client_from_config(config_file=str(stack.kubeconfig))
     core = kubernetes.client.CoreV1Api(api)
 
     def one(index: int) -> None:
-        client = ovh.Client(endpoint=stack.ovh.url, application_key=credentials.application_key,
-                            application_secret=credentials.application_secret, consumer_key=credentials.consumer_key)
-        provision(client, project, core, index)
+        provision(stack.ovh_client(), project, core, index)
 
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
-import ovh
 
 from ovh_s3_operator.model import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from ovh_s3_operator_sandbox.background import BackgroundLoop
@@ -251,11 +250,7 @@ class Bench:
                 list(pool.map(lambda _: core.read_namespaced_secret("probe", "default"), range(count)))
             kube_rate = count / (time.monotonic() - started)
             stack.ovh.latency = 0.0
-            ovh.client.ENDPOINTS.setdefault(stack.ovh.url, stack.ovh.url)
-            credentials = stack.ovh.credentials
-            client = ovh.Client(endpoint=stack.ovh.url, application_key=credentials.application_key,
-                                application_secret=credentials.application_secret,
-                                consumer_key=credentials.consumer_key)
+            client = stack.ovh_client()
             path = f"/cloud/project/{stack.ovh.service_name}/role"
             started, count = time.monotonic(), 1000
             with concurrent.futures.ThreadPoolExecutor(8) as pool:

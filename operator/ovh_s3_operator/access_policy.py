@@ -3,11 +3,16 @@
 The platform team writes cluster-scoped ``OVHObjectStorageAccessPolicy`` objects. Each selects
 namespaces by label and says which buckets (globs, each with the most access it may get and
 optionally the object-key prefixes allowed), which OVH roles and which regions they may use,
-whether a raw S3 policy is allowed at all, whether existing OVH users may be adopted, and whether
-an OVH user may outlive its resource (``deletionPolicy: Retain``). A
-namespace gets the union of every policy that selects it; a namespace no policy selects gets
-``OVH_S3_OPERATOR_DEFAULT_ACCESS``: ``deny`` (nothing) or ``allow`` (any bucket and region, a raw
-policy, but only the ``objectstore_operator`` role; no adoption, no Retain).
+whether a raw S3 policy is allowed at all, whether existing OVH users may be adopted, whether an
+OVH user may outlive its resource (``deletionPolicy: Retain``), and which OVH projects: OVHProjects
+by name or glob (``projects``), and the operator's own (``defaultProject``; unset, it follows whether
+``projects`` is set, so that policies written before OVHProjects keep working and a policy that
+lists projects means only those). A namespace gets the union of every policy that selects it; a
+namespace no policy selects gets ``OVH_S3_OPERATOR_DEFAULT_ACCESS``: ``deny`` (nothing) or ``allow``
+(any bucket and region, a raw policy, but only the ``objectstore_operator`` role, only the operator's
+own project; no adoption, no Retain).
+
+A resource in a project its namespace may not use is allowed nothing at all.
 
 The check is conservative: a wildcard in what a tenant asks for is allowed only when it provably
 stays inside an allowed pattern (decided on its literal beginning), so an allowance can only turn
@@ -81,7 +86,17 @@ class Allowance:
     raw_policy: bool = False
     allow_adoption: bool = False
     allow_retain: bool = False
+    projects: tuple[str, ...] = ()
+    """OVHProjects (names or globs) the namespace may name in spec.projectRef."""
+    default_project: bool = True
+    """Whether the namespace may use the operator's own project (no spec.projectRef)."""
     default: str | None = None  # the operator's default, when no policy selects the namespace
+
+    def allows_project(self, name: str) -> bool:
+        """``name``: an OVHProject, or "" for the operator's own project."""
+        if not name:
+            return self.default_project
+        return any(_glob(pattern).fullmatch(name) for pattern in self.projects)
 
     def source(self, namespace: str) -> str:
         """Where the allowance comes from, and what to do about it (a sentence)."""
@@ -107,6 +122,8 @@ class AccessPolicy:
     raw_policy: bool
     allow_adoption: bool = False
     allow_retain: bool = False
+    projects: tuple[str, ...] = ()
+    default_project: bool = True
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> AccessPolicy:
@@ -120,7 +137,10 @@ class AccessPolicy:
                    buckets=buckets, roles=frozenset(str(r) for r in spec.get("roles") or ()),
                    regions=tuple(str(r) for r in spec.get("regions") or ()),
                    raw_policy=spec.get("allowRawPolicy") is True, allow_adoption=spec.get("allowAdoption") is True,
-                   allow_retain=spec.get("allowRetain") is True)
+                   allow_retain=spec.get("allowRetain") is True,
+                   projects=tuple(str(p) for p in spec.get("projects") or ()),
+                   default_project=spec["defaultProject"] is True if isinstance(spec.get("defaultProject"), bool)
+                   else spec.get("projects") is None)
 
     def selects(self, labels: Mapping[str, str]) -> bool:
         return selector_matches(self.selector, labels)
@@ -187,6 +207,8 @@ class AccessIndex:
             raw_policy=any(p.raw_policy for p in selecting),
             allow_adoption=any(p.allow_adoption for p in selecting),
             allow_retain=any(p.allow_retain for p in selecting),
+            projects=tuple(project for p in selecting for project in p.projects),
+            default_project=any(p.default_project for p in selecting),
         )
 
 
@@ -274,7 +296,13 @@ def _statement_problems(index: int, statement: Mapping[str, Any], allowance: All
 
 
 def check(spec: Spec, region: str, allowance: Allowance) -> Verdict:
-    """Check a spec against the namespace's allowance; the verdict keeps only what is allowed."""
+    """Check a spec against the namespace's allowance; the verdict keeps only what is allowed (nothing at
+    all in a project the namespace may not use)."""
+    project = spec.project_ref.name if spec.project_ref else ""
+    if not allowance.allows_project(project):
+        what = f"project {project} (spec.projectRef)" if project else \
+            "the operator's own project (no spec.projectRef; name an OVHProject the namespace may use)"
+        return Verdict((), None if spec.policy is None else {**spec.policy, "Statement": []}, (), (what,))
     problems: list[str] = []
     grants = []
     for index, grant in enumerate(spec.grants):

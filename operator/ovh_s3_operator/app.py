@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import urllib.parse
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
@@ -23,6 +24,7 @@ from .errors import KubernetesAPIError
 from .kube_api import EventRecorder, KubeClient, new_api_client
 from .leader import LeaderElector
 from .ovh_api import OVHClient
+from .projects import Project, Projects
 from .reconcile import Context
 from .registry import Registry
 
@@ -42,6 +44,7 @@ class App:
     events: EventRecorder
     executors: tuple[ThreadPoolExecutor, ...]
     collector: metrics.ResourcesByReason
+    projects: Projects
     metrics_server: WSGIServer | None = None
     elector: LeaderElector | None = None
 
@@ -64,11 +67,25 @@ class App:
         except KubernetesAPIError as error:
             raise StartupError(f"Cannot read the access policies and namespaces ({error.message}); grant the "
                                "operator list and watch on both (see deploy/kustomize/base/rbac.yaml)") from None
+        activation = ActivationEstimate(settings.user_poll_interval)
+        projects = Projects(settings, kube, ovh_pool, Project("", ovh, activation), session=ovh_session)
+        try:
+            projects.replace(await kube.list_projects())
+        except KubernetesAPIError as error:
+            raise StartupError(f"Cannot read the OVHProjects ({error.message}); apply the CRDs of this version "
+                               "(crds/) and grant the operator list and watch on ovhprojects (see "
+                               "deploy/kustomize/base/rbac.yaml)") from None
         ctx = Context(ovh=ovh, kube=kube, events=events, settings=settings, access=access, cluster_id=cluster_id,
                       registry=Registry(kube, settings.operator_namespace),
-                      activation=ActivationEstimate(settings.user_poll_interval), drift_interval=lambda: 0.0)
+                      activation=activation, drift_interval=lambda: 0.0, projects=projects)
         controller = Controller(ctx)
         ctx.drift_interval = controller.drift_interval
+
+        def look_again(keys: Iterable[tuple[str, str]]) -> None:
+            for key in keys:
+                controller.enqueue(key)
+
+        projects.on_change = look_again
 
         async def resync_access() -> None:
             before = {namespace: access.allowance(namespace) for namespace, _ in controller.keys()}  # noqa: SIM118
@@ -79,13 +96,15 @@ class App:
             await orphans.sweep(ctx)
 
         controller.every(settings.access_resync_interval, resync_access, "access policy resync")
+        controller.every(settings.project_resync_interval, projects.resync, "OVHProject resync")
+        controller.run_while_started(projects.run, "OVHProject checks")
         if settings.orphan_sweep:
             controller.every(settings.orphan_sweep_interval, sweep_orphans, "orphan sweep")
         collector = metrics.watch_resources(lambda: controller.last_outcomes.values())
         server = None
         if settings.metrics_port:
             server, _ = prometheus_client.start_http_server(settings.metrics_port)
-        app = cls(settings, controller, ovh, kube, events, (ovh_pool, kube_pool), collector, server)
+        app = cls(settings, controller, ovh, kube, events, (ovh_pool, kube_pool), collector, projects, server)
         app._log_configuration(cluster_id)
         if settings.leader_election:
             namespace = settings.leader_election_namespace or settings.operator_namespace
@@ -101,8 +120,8 @@ class App:
     def _log_configuration(self, cluster_id: str) -> None:
         problem = self.ovh.configuration_error
         if problem is not None:
-            logger.error("%s. Every resource will report this until the operator restarts with credentials.",
-                         problem.message)
+            logger.error("%s. Every resource without spec.projectRef will report this until the operator restarts "
+                         "with credentials.", problem.message)
             return
         endpoint = urllib.parse.urlsplit(self.settings.ovh_endpoint)
         shown = endpoint._replace(netloc=endpoint.hostname or "").geturl() if endpoint.password else endpoint.geturl()

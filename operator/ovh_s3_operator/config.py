@@ -81,9 +81,9 @@ class Settings(BaseSettings):
     leader_election: bool = False
     """Take a Lease before acting, so that several replicas can run: one acts, the others stand by."""
     operator_namespace: str = Field("ovh-s3-operator", validation_alias=AliasChoices(
-        "OVH_S3_OPERATOR_NAMESPACE", "POD_NAMESPACE"))
-    """The operator's own namespace (default: the pod's, from POD_NAMESPACE): the Lease and the register
-    of adopted and retained OVH users live there."""
+        "OVH_S3_OPERATOR_NAMESPACE", "POD_NAMESPACE"), pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    """The operator's own namespace (default: the pod's, from POD_NAMESPACE): the Lease, the register of
+    adopted and retained OVH users and the Secrets of OVHProjects live there (and only there)."""
     leader_election_namespace: str | None = None
     """Namespace of the Lease (default: the operator's namespace)."""
     leader_lease_duration: float = Field(15.0, ge=1)
@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     default_region: str = "gra"
     regions: Annotated[tuple[str, ...], NoDecode] = DEFAULT_REGIONS
 
+    # --- several OVH projects (OVHProject) --------------------------------------------------------
+    project_resync_interval: float = Field(60.0, gt=0)
+    """Seconds between re-reads of the OVHProjects and their Secrets: a rotation of credentials is picked
+    up within this time (or at the first call OVH rejects)."""
+    project_idle_timeout: float = Field(600.0, ge=0)
+    """Seconds an OVHProject's client is kept once no resource uses the project."""
+
     @field_validator("regions", mode="before")
     @classmethod
     def _split_regions(cls, value: object) -> object:
@@ -116,23 +123,3 @@ class Settings(BaseSettings):
     def creation_window(self) -> float:
         """How long after a user creation request OVH may still not show the user."""
         return self.ovh_consistency_delay + self.ovh_request_timeout
-
-    @property
-    def ovh_auth_mode(self) -> str | None:
-        """``"application"``, ``"oauth2"`` or ``None`` when no credentials are configured."""
-        if self.ovh_application_key and self.ovh_application_secret and self.ovh_consumer_key:
-            return "application"
-        if self.ovh_client_id and self.ovh_client_secret:
-            return "oauth2"
-        return None
-
-    def missing_ovh_credentials(self) -> list[str]:
-        """Names of the variables to set when no complete set of OVH credentials is configured."""
-        if self.ovh_auth_mode is not None:
-            return []
-        required = ({"OVH_CLIENT_ID": self.ovh_client_id, "OVH_CLIENT_SECRET": self.ovh_client_secret}
-                    if self.ovh_client_id or self.ovh_client_secret else
-                    {"OVH_APPLICATION_KEY": self.ovh_application_key,
-                     "OVH_APPLICATION_SECRET": self.ovh_application_secret,
-                     "OVH_CONSUMER_KEY": self.ovh_consumer_key})
-        return [name for name, value in required.items() if not value]

@@ -191,6 +191,8 @@ class Controller:
 
     def forget(self, key: Key) -> None:
         """Release everything known about a resource that is gone."""
+        if self.ctx.projects is not None:
+            self.ctx.projects.release(key)
         self._memory.pop(key, None)
         self._seen.pop(key, None)
         self._ready_keys.discard(key)
@@ -276,6 +278,10 @@ class Controller:
                 delay = interval * random.uniform(1 - JITTER, 1 + JITTER)
 
         self._jobs.append((loop, name))
+
+    def run_while_started(self, job: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+        """Run ``job`` (a loop that never returns) for as long as the controller runs."""
+        self._jobs.append((job, name))
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._timer(), name="controller timer")]

@@ -115,11 +115,27 @@ class OVHClockRejected(OVHCredentialsRejected):
 
 
 class OVHProjectError(OVHError):
-    """OVH_SERVICE_NAME does not name a project of the account, or is needed and not set."""
+    """OVH_SERVICE_NAME (or an OVHProject's serviceName) does not name a project of the account, is needed
+    and not set, or an OVHProject cannot be used as written."""
 
     reason = "OVHProjectError"
     retry = Retry.LATER
     nothing_created = True
+
+
+class OVHProjectNotFound(OperatorError):
+    """spec.projectRef names no OVHProject (the resource is looked at again when one appears)."""
+
+    reason = "OVHProjectNotFound"
+    retry = Retry.ON_CHANGE
+
+
+class OVHProjectChanged(OperatorError):
+    """The resource's OVH user lives in another OVH project than the one its OVHProject (or the operator's
+    configuration) names now: the operator does not guess where the user is."""
+
+    reason = "OVHProjectChanged"
+    retry = Retry.LATER
 
 
 class OVHRejected(OVHError):

@@ -13,7 +13,7 @@ import kopf
 from .access_policy import POLICY_PLURAL
 from .app import App
 from .config import Settings
-from .model import GROUP, MANAGED_BY_LABEL, PLURAL, VERSION
+from .model import GROUP, MANAGED_BY_LABEL, PLURAL, PROJECT_PLURAL, VERSION
 from .secret_writer import MANAGED_BY
 
 
@@ -43,6 +43,11 @@ async def resource_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_
 @kopf.on.event(GROUP, VERSION, POLICY_PLURAL)
 async def access_policy_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.app.controller.access_event("policy", type, body)
+
+
+@kopf.on.event(GROUP, VERSION, PROJECT_PLURAL)
+async def project_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.app.projects.event(type, body)
 
 
 @kopf.on.event("v1", "namespaces")

@@ -31,7 +31,7 @@ from .errors import (
     KubernetesAPIError,
     ResourceGone,
 )
-from .model import GROUP, PLURAL, VERSION
+from .model import GROUP, PLURAL, PROJECT_PLURAL, VERSION
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -203,6 +203,23 @@ class KubeClient:
     async def list_namespaces(self) -> list[dict[str, Any]]:
         listing = await self.call("list the namespaces", self._core.list_namespace)
         return [self._plain(namespace) for namespace in listing.items]
+
+    # --- OVHProjects -------------------------------------------------------------------------------
+
+    async def list_projects(self) -> list[dict[str, Any]]:
+        listing = await self.call("list the OVHProjects", self._custom.list_cluster_custom_object,
+                                  GROUP, VERSION, PROJECT_PLURAL)
+        return list(cast(dict[str, Any], listing).get("items") or [])
+
+    async def patch_project_status(self, name: str, status: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Merge-patch an OVHProject's ``.status``; None if it is gone."""
+        try:
+            patched = await self.call(f"patch status of OVHProject {name}",
+                                      self._custom.patch_cluster_custom_object_status, GROUP, VERSION,
+                                      PROJECT_PLURAL, name, {"status": dict(status)})
+        except KubeNotFound:
+            return None
+        return dict(cast(dict[str, Any], patched))
 
     # --- the leader's Lease ------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """Prometheus metrics of the operator (prometheus-client), served on OVH_S3_OPERATOR_METRICS_PORT.
 
 The README's metrics reference lists each one. Labels never carry key material, and routes are
-templated (``GET /cloud/project/{sn}/user/{id}``) so that their number stays bounded.
+templated (``GET /cloud/project/{sn}/user/{id}``) so that their number stays bounded. ``project`` is the
+name of an OVHProject (empty for the operator's own credentials): the platform team creates those, so
+their number is bounded too; the OVH project id never becomes a label.
 """
 
 from __future__ import annotations
@@ -15,19 +17,24 @@ from prometheus_client.registry import REGISTRY, Collector
 
 RECONCILES = Counter("ovh_s3_operator_reconciles", "Reconciles, by result (ready, waiting, failed) and reason",
                      ["result", "reason"])
-OVH_REQUESTS = Counter("ovh_s3_operator_ovh_requests", "OVH API calls, by route and HTTP status (0: no answer)",
-                       ["route", "status"])
+OVH_REQUESTS = Counter("ovh_s3_operator_ovh_requests", "OVH API calls by project, route and HTTP status (0: no answer)",
+                       ["project", "route", "status"])
 OVH_LATENCY = Histogram("ovh_s3_operator_ovh_request_duration_seconds", "Duration of OVH API calls, by route",
                         ["route"], buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 LIMITER_WAIT = Histogram("ovh_s3_operator_ovh_rate_limiter_wait_seconds",
-                         "Time OVH calls waited for the client-side rate limiter",
+                         "Time OVH calls waited for the client-side rate limiter, by project", ["project"],
                          buckets=(0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
-THROTTLED = Counter("ovh_s3_operator_ovh_throttled", "OVH answers 429 Too Many Requests (the rate is halved)")
+THROTTLED = Counter("ovh_s3_operator_ovh_throttled",
+                    "OVH answers 429 Too Many Requests (the rate of those credentials is halved), by project",
+                    ["project"])
 DRIFT_REPAIRS = Counter("ovh_s3_operator_drift_repairs",
                         "Changes made outside the operator that it repaired, by what (user, policy, key, secret, "
                         "duplicate, stray-key)", ["what"])
 ROTATIONS = Counter("ovh_s3_operator_key_rotations", "S3 key rotations, by step (started, completed)", ["step"])
-ORPHANS = Counter("ovh_s3_operator_orphans_deleted", "OVH users deleted by the orphan sweep")
+ORPHANS = Counter("ovh_s3_operator_orphans_deleted", "OVH users deleted by the orphan sweep, by project", ["project"])
+PROJECTS = Gauge("ovh_s3_operator_project_ready",
+                 "1 when the credentials of an OVHProject work, 0 when they do not (see its Ready condition)",
+                 ["project"])
 DRIFT_INTERVAL = Gauge("ovh_s3_operator_drift_interval_seconds",
                        "Seconds between drift checks of a resource (stretched to stay within the OVH rate budget; "
                        "0: no drift checks)")

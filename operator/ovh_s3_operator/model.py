@@ -23,6 +23,8 @@ GROUP = "s3.ovh-operator.dev"
 VERSION = "v1alpha1"
 PLURAL = "ovhobjectstorageusers"
 KIND = "OVHObjectStorageUser"
+PROJECT_PLURAL = "ovhprojects"
+PROJECT_KIND = "OVHProject"
 API_VERSION = f"{GROUP}/{VERSION}"
 FINALIZER = f"{GROUP}/ovh-user"
 READY = "Ready"
@@ -237,6 +239,14 @@ class SecretRef(BaseModel):
         return value
 
 
+class ProjectRef(BaseModel):
+    """``spec.projectRef``: the OVHProject whose OVH project holds the user (absent: the operator's own)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=253)
+
+
 class Spec(BaseModel):
     """``spec`` of the resource; unknown fields are refused rather than silently ignored."""
 
@@ -252,6 +262,7 @@ class Spec(BaseModel):
     deletion_policy: DeletionPolicy | None = Field(None, alias="deletionPolicy")
     user_id: int | None = Field(None, alias="userId", ge=1, le=2**63 - 1)
     """An existing OVH user to adopt instead of creating one."""
+    project_ref: ProjectRef | None = Field(None, alias="projectRef")
 
     @field_validator("description")
     @classmethod
@@ -396,6 +407,10 @@ class Status:
     next_rotation_time: datetime.datetime | None = None
     last_rotation_request: str | None = None
     pending_rotation_request: str | None = None
+    project: str | None = None
+    """The OVHProject the user lives in (None: the operator's own), once ``service_name`` is recorded."""
+    service_name: str | None = None
+    """The OVH project id the user lives in, recorded before the user is created."""
 
     @classmethod
     def parse(cls, raw: object) -> Status:
@@ -417,7 +432,14 @@ class Status:
             next_rotation_time=parse_time(raw.get("nextRotationTime")),
             last_rotation_request=_text(raw.get("lastRotationRequest")),
             pending_rotation_request=_text(raw.get("pendingRotationRequest")),
+            project=_str(raw.get("project")),
+            service_name=_str(raw.get("serviceName")),
         )
+
+    @property
+    def user_may_exist(self) -> bool:
+        """An OVH user was created, or may have been, for the resource."""
+        return bool(self.user_id or self.user_requested_at)
 
 
 # The status fields the operator writes, by their names in the API.
@@ -433,7 +455,16 @@ STATUS_FIELDS = {
     "next_rotation_time": "nextRotationTime",
     "last_rotation_request": "lastRotationRequest",
     "pending_rotation_request": "pendingRotationRequest",
+    "project": "project",
+    "service_name": "serviceName",
 }
+
+
+def project_name(spec: Mapping[str, Any]) -> str:
+    """``spec.projectRef.name`` of a spec that may not validate ("" when absent: the operator's own)."""
+    ref = spec.get("projectRef")
+    name = ref.get("name") if isinstance(ref, Mapping) else None
+    return name if isinstance(name, str) else ""
 
 
 @dataclass(frozen=True)

@@ -14,32 +14,54 @@ Never touched: users without a marker, users of another cluster (another cluster
 description names no resource, users whose resource cannot be read (forbidden, API errors), and the
 users of the register (:mod:`.registry`): retained by ``deletionPolicy: Retain``, or adopted by a
 resource. When the register cannot be read, nothing is swept.
+
+Each OVH project is swept on its own (the operator's own and every usable OVHProject): user ids are
+per project, and a user is deleted through the project it was listed in.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from . import metrics
 from .errors import OperatorError
 from .model import API_VERSION, KIND, parse_time, read_marker
-from .ovh_api import GONE_STATUSES
+from .ovh_api import GONE_STATUSES, OVHClient
+from .projects import Project
 from .reconcile import Context
 
 logger = logging.getLogger(__name__)
 
-async def sweep(ctx: Context) -> list[int]:
-    """Delete the orphans; returns their user ids."""
+
+async def sweep(ctx: Context) -> dict[str, list[int]]:
+    """Delete the orphans of every project; returns their user ids by project ("" for the operator's own)."""
+    projects = await ctx.projects.sweepable() if ctx.projects is not None else \
+        [Project("", cast(OVHClient, ctx.ovh), ctx.activation)]
+    deleted: dict[str, list[int]] = {}
+    for project in projects:
+        try:
+            found = await sweep_project(ctx, project)
+        except OperatorError as error:  # one project's trouble does not stop the others' sweep
+            logger.warning("Cannot sweep the orphans of %s: %s", project.title, error.message)
+            continue
+        if found:
+            deleted[project.name] = found
+    return deleted
+
+
+async def sweep_project(ctx: Context, project: Project) -> list[int]:
+    """Delete the orphans of one project; returns their user ids."""
     grace = max(ctx.settings.orphan_grace, ctx.settings.creation_window)
     deleted: list[int] = []
+    registry = ctx.registry.scoped(await project.ovh.service_name()) if ctx.projects is not None else ctx.registry
     try:
-        kept = await ctx.registry.kept_users()
+        kept = await registry.kept_users()
     except OperatorError as error:
-        logger.warning("Skipping the orphan sweep: cannot read the register of retained and adopted users (%s)",
-                       error.message)
+        logger.warning("Skipping the orphan sweep of %s: cannot read the register of retained and adopted users "
+                       "(%s)", project.title, error.message)
         return deleted
-    users = await ctx.ovh.list_users(max_age=60.0)
-    for user in users:
+    for user in await project.ovh.list_users(max_age=60.0):
         marked = read_marker(user.description)
         if (marked is None or marked.marker.cluster != ctx.cluster_id or user.status in GONE_STATUSES
                 or user.id in kept):
@@ -50,21 +72,22 @@ async def sweep(ctx: Context) -> list[int]:
         try:
             if await _resource_exists(ctx, marked.namespace, marked.name, marked.marker.uid):
                 continue
-            if user.id in await ctx.registry.kept_users():  # retained or adopted meanwhile
+            if user.id in await registry.kept_users():  # retained or adopted meanwhile
                 continue
         except OperatorError as error:
             logger.debug("Cannot tell whether OVH user %d is an orphan: %s", user.id, error.message)
             continue
-        if await ctx.ovh.delete_user(user.id):
-            message = (f"Deleted OVH user {user.id}: its resource {marked.namespace}/{marked.name} "
+        if await project.ovh.delete_user(user.id):
+            where = f" of {project.title}" if project.name else ""
+            message = (f"Deleted OVH user {user.id}{where}: its resource {marked.namespace}/{marked.name} "
                        f"(uid {marked.marker.uid}) no longer exists")
             logger.warning(message)
             ctx.events.post({"apiVersion": API_VERSION, "kind": KIND, "namespace": marked.namespace,
                              "name": marked.name, "uid": marked.marker.uid}, "OrphanDeleted", message, warning=True)
             deleted.append(user.id)
-            metrics.ORPHANS.inc()
+            metrics.ORPHANS.labels(project.name).inc()
     try:
-        await ctx.registry.forget_missing({u.id for u in await ctx.ovh.list_users()})
+        await registry.forget_missing({u.id for u in await project.ovh.list_users()})
     except OperatorError as error:
         logger.warning("Could not drop the register entries of users OVH no longer has: %s", error.message)
     return deleted

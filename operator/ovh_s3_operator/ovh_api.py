@@ -15,6 +15,17 @@ Two gaps of python-ovh are closed by :class:`PythonOVHClient`: an error page tha
 (a 429 or 502 from a load balancer) keeps its status code and ``Retry-After`` instead of becoming
 a bare ``InvalidResponse``; and the clock offset to OVH, which python-ovh reads once, is read again
 when OVH answers ``QUERY_TIME_OUT``.
+
+OAuth2 service accounts use python-ovh's own client credentials flow (``ovh.oauth2``, on
+requests-oauthlib), with what an operator needs on top: token requests time out; a token OVH rejects
+(401) although the client still thinks it valid is renewed once and the call sent again; a 429 or 5xx
+of the token endpoint is retried like any OVH call; no answer of the token endpoint is ever quoted.
+requests-oauthlib logs tokens at DEBUG: its loggers are held at WARNING.
+
+A :class:`Connection` is one credential set (python-ovh's client, the rate limiter, the clock
+offset), shared by every project reached with it: OVH counts requests per consumer key or service
+account. An :class:`OVHClient` is one project (its id, its caches) over a connection, which a
+rotation of the credentials replaces (:meth:`OVHClient.use`).
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import contextlib
 import functools
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -31,13 +43,17 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import ovh
+import ovh.config
 import ovh.exceptions as ovh_errors
+import ovh.oauth2
 import requests
 import urllib3
+from oauthlib.oauth2 import BackendApplicationClient
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from . import metrics
 from .config import Settings
+from .credentials import ENVIRONMENT, Credentials
 from .errors import (
     OVHClockRejected,
     OVHConflict,
@@ -54,8 +70,13 @@ from .limiter import RateLimiter
 from .ports import BeforeSend, OVHUser, S3Credential
 
 logger = logging.getLogger(__name__)
+for _chatty in ("requests_oauthlib", "oauthlib"):  # they log access tokens and token answers at DEBUG
+    logging.getLogger(_chatty).setLevel(logging.WARNING)
 
 RETRY_AFTER_CAP = 120.0
+TOKEN_PATH = "/auth/oauth2/token"  # noqa: S105 - a path
+"""Where OAuth2 tokens are asked for, beside the API's ``/1.0`` (as https://www.ovh.com/auth/oauth2/token
+is for https://eu.api.ovh.com/1.0), at an endpoint given as a URL."""
 ROLES_TTL = 3600.0  # roles of a project change rarely; new ones are seen within the hour
 ACCESS_RULES: tuple[tuple[str, str], ...] = (
     ("GET", "/cloud/project/{service}/role"),
@@ -91,20 +112,171 @@ def user_from_api(raw: dict[str, Any]) -> OVHUser:
     )
 
 
-class PythonOVHClient(ovh.Client):  # type: ignore[misc]  # python-ovh is untyped
-    """python-ovh's client, with non-JSON error pages kept as API errors and a clock that can resync.
+class TokenEndpointUnavailable(ovh_errors.APIError):  # type: ignore[misc]
+    """The OAuth2 token endpoint did not give a token (429, 5xx, network): the API call itself was never
+    sent, so repeating it is always safe."""
 
-    ``session`` replaces the requests session python-ovh creates (the sandbox passes one that
-    answers in-process).
+
+def _token_failure(exc: ovh_errors.OAuth2FailureError, answer: requests.Response | None) -> ovh_errors.APIError:
+    """python-ovh's OAuth2 failure, as an error that keeps the status and never quotes the answer."""
+    if answer is None:  # refused before any request (e.g. a token URL that is not HTTPS)
+        return exc
+    status = answer.status_code
+    if status == 429 or status >= 500:
+        return TokenEndpointUnavailable(f"the OAuth2 token endpoint answered HTTP {status}", response=answer)
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    code = body.get("error") if isinstance(body, dict) else None
+    detail = f"HTTP {status} {code}: {str(body.get('error_description') or '')[:200]}" if code else f"HTTP {status}"
+    return ovh_errors.OAuth2FailureError(f"the OAuth2 token endpoint refused the client ({detail.strip()})",
+                                         response=answer)
+
+
+class _TokenSession(ovh.oauth2.RefreshOAuth2Session):  # type: ignore[misc]
+    """python-ovh's OAuth2 session, whose token requests end in :func:`_token_failure`'s errors."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._answers = threading.local()
+        self.register_compliance_hook("access_token_response", self._keep)
+
+    def _keep(self, answer: requests.Response) -> requests.Response:
+        self._answers.last = answer
+        return answer
+
+    def fetch_token(self, *args: Any, **kwargs: Any) -> Any:
+        self._answers.last = None
+        try:
+            return super().fetch_token(*args, **kwargs)
+        except ovh_errors.OAuth2FailureError as exc:
+            raise _token_failure(exc, self._answers.last) from None
+        except requests.RequestException as exc:
+            raise TokenEndpointUnavailable(f"network error ({type(exc).__name__}) at the OAuth2 token endpoint") \
+                from None
+
+
+class _OAuth2(ovh.oauth2.OAuth2):  # type: ignore[misc]
+    """python-ovh's OAuth2 client credentials flow (``ovh.oauth2.OAuth2``: scope ``all``, HTTP Basic
+    client authentication), with a timeout on token requests, the adapters of a given session (the
+    in-process sandbox), and :meth:`renew` for a token OVH rejected before its announced expiry."""
+
+    _token: Any
+    _session: Any
+
+    def __init__(self, client_id: str, client_secret: str, token_url: str, *, timeout: float,
+                 transport: requests.Session | None) -> None:
+        super().__init__(client_id, client_secret, token_url)
+        self._timeout = timeout
+        self._transport = transport
+        self._renewing = threading.Lock()
+
+    def _fetch_arguments(self) -> dict[str, Any]:
+        return {"client_id": self.client_id, "client_secret": self.client_secret, "timeout": self._timeout}
+
+    def _new_session(self, token: Any = None) -> _TokenSession:
+        session = _TokenSession(token_url=self.token_url,
+                                client=BackendApplicationClient(client_id=self.client_id, scope=["all"]),
+                                token=token, token_updater=self.token_updater,
+                                auto_refresh_kwargs=self._fetch_arguments())
+        if self._transport is not None:
+            for prefix, adapter in self._transport.adapters.items():
+                session.mount(prefix, adapter)
+        return session
+
+    @property
+    def token(self) -> Any:
+        if self._token is None:
+            self._token = self._new_session().fetch_token(token_url=self.token_url, **self._fetch_arguments())
+        return self._token
+
+    @property
+    def session(self) -> _TokenSession:
+        if self._session is None:
+            self._session = self._new_session(self.token)
+        session: _TokenSession = self._session
+        return session
+
+    def current(self) -> str | None:
+        """The access token in use, if one was fetched."""
+        return str(self._token["access_token"]) if self._token else None
+
+    def renew(self, rejected: str | None) -> None:
+        """Fetch a new token, unless another thread already replaced the ``rejected`` one."""
+        with self._renewing:
+            if self.current() != rejected:
+                return
+            session = self.session
+            session.token = session.fetch_token(token_url=self.token_url, **self._fetch_arguments())
+            self.token_updater(session.token)
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+
+def _token_rejected(response: requests.Response) -> bool:
+    """OVH refused the bearer token: 401 (RFC 6750), or 403 with the codes OVH gives rejected credentials."""
+    if response.status_code == 401:
+        return True
+    return response.status_code == 403 and _is_json(response) and isinstance(response.json(), dict) and \
+        response.json().get("errorCode") in ("INVALID_CREDENTIAL", "NOT_CREDENTIAL")
+
+
+class _GivenOnly:
+    """python-ovh's configuration lookup (``ovh.config.ConfigurationManager``), finding nothing.
+
+    python-ovh takes any credential it is not given from ``OVH_*`` variables and ``ovh.conf`` files: an
+    OVHProject's application key would pick up the operator's own ``OVH_CLIENT_ID``. The operator gives
+    every credential it means explicitly (its environment's through the settings, an OVHProject's from
+    its Secret), so nothing may come from elsewhere.
     """
 
+    def get(self, section: str, name: str) -> None:
+        return None
+
+    def read(self, config_file: str) -> None:
+        return None
+
+
+_CONSTRUCTING = threading.Lock()
+
+
+class PythonOVHClient(ovh.Client):  # type: ignore[misc]  # python-ovh is untyped
+    """python-ovh's client, with non-JSON error pages kept as API errors, a clock that can resync and,
+    with OAuth2, :class:`_OAuth2`.
+
+    ``session`` replaces the requests session python-ovh creates (the sandbox passes one that
+    answers in-process); its adapters serve the OAuth2 sessions too.
+    """
+
+    _oauth2: Any
+
     def __init__(self, *, session: requests.Session | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        with _CONSTRUCTING:  # python-ovh's constructor reads its configuration through this class
+            ambient, ovh.config.ConfigurationManager = ovh.config.ConfigurationManager, _GivenOnly
+            try:
+                super().__init__(**kwargs)
+            finally:
+                ovh.config.ConfigurationManager = ambient
+        self._own_session = session is None
         if session is not None:
             self._session = session
+        if self._oauth2 is not None:
+            self._oauth2 = _OAuth2(self._client_id, self._client_secret, self._oauth2.token_url,
+                                   timeout=self._timeout, transport=session)
 
-    def raw_call(self, *args: Any, **kwargs: Any) -> requests.Response:
-        response: requests.Response = super().raw_call(*args, **kwargs)
+    def raw_call(self, method: str, path: str, data: Any = None, need_auth: bool = True,
+                 headers: dict[str, str] | None = None) -> requests.Response:
+        used = self._oauth2.current() if self._oauth2 is not None else None
+        response: requests.Response = super().raw_call(method, path, data=data, need_auth=need_auth,
+                                                        headers=None if headers is None else dict(headers))
+        if need_auth and self._oauth2 is not None and _token_rejected(response):
+            # OVH ended the token before the expiry it announced (or the clocks differ): renew it, once.
+            self._oauth2.renew(used or self._oauth2.current())
+            response = super().raw_call(method, path, data=data, need_auth=need_auth,
+                                        headers=None if headers is None else dict(headers))
         if response.status_code >= 400 and not _is_json(response):
             # python-ovh would raise InvalidResponse and lose the status and headers: give it a JSON
             # error body so that it raises the APIError of that status, with the response attached.
@@ -117,6 +289,13 @@ class PythonOVHClient(ovh.Client):  # type: ignore[misc]  # python-ovh is untype
     def resync_clock(self) -> None:
         """Forget the clock offset to OVH: the next signed call reads ``/auth/time`` again."""
         self._time_delta = None
+
+    def close(self) -> None:
+        """Close the connections this client opened (never a session it was given)."""
+        if self._own_session:
+            self._session.close()
+        if isinstance(self._oauth2, _OAuth2):
+            self._oauth2.close()
 
 
 def _is_json(response: requests.Response) -> bool:
@@ -142,7 +321,10 @@ def _error_code(exc: BaseException) -> str | None:
 
 
 def provably_not_sent(exc: BaseException) -> bool:
-    """True for network failures where the request cannot have reached OVH (no connection was made)."""
+    """True for network failures where the request cannot have reached OVH (no connection was made, or
+    no OAuth2 token to send it with)."""
+    if isinstance(exc, TokenEndpointUnavailable):
+        return True
     cause = exc.args[1] if isinstance(exc, ovh_errors.HTTPError) and len(exc.args) > 1 else None
     if isinstance(cause, requests.exceptions.ConnectTimeout):
         return True
@@ -154,7 +336,7 @@ def provably_not_sent(exc: BaseException) -> bool:
 def is_retryable(exc: BaseException, *, idempotent: bool) -> bool:
     """Whether repeating the call is both useful and safe."""
     status = _status_code(exc)
-    if status == 429:
+    if status == 429 or isinstance(exc, TokenEndpointUnavailable):
         return True
     if not idempotent:
         return provably_not_sent(exc)
@@ -194,6 +376,8 @@ class _Wait:
 def describe_failure(exc: BaseException) -> str:
     """A short, secret-free description of a python-ovh failure."""
     status = _status_code(exc)
+    if isinstance(exc, TokenEndpointUnavailable):
+        return _ovh_message(exc)
     if isinstance(exc, ovh_errors.HTTPError):
         cause = exc.args[1] if len(exc.args) > 1 else exc
         return f"network error ({type(cause).__name__})"
@@ -208,38 +392,50 @@ def _ovh_message(exc: BaseException) -> str:
     return str(exc.args[0]) if exc.args and exc.args[0] else type(exc).__name__
 
 
-def register_endpoint(endpoint: str) -> str:
-    """python-ovh only accepts endpoint names; a URL (sandbox, proxy) is registered as its own name."""
+def token_url(endpoint_url: str) -> str:
+    """The OAuth2 token URL for an endpoint given as a URL: ``/auth/oauth2/token`` beside its ``/1.0``."""
+    return endpoint_url.rstrip("/").removesuffix("/1.0") + TOKEN_PATH
+
+
+def register_endpoint(endpoint: str, variable: str = "OVH_ENDPOINT") -> str:
+    """python-ovh only accepts endpoint names; a URL (sandbox, proxy) is registered as its own name,
+    with :func:`token_url` for OAuth2."""
     if endpoint.startswith(("http://", "https://")):
         ovh.client.ENDPOINTS.setdefault(endpoint, endpoint.rstrip("/"))
+        ovh.client.OAUTH2_TOKEN_URLS.setdefault(endpoint, token_url(endpoint))
     elif endpoint not in ovh.client.ENDPOINTS:
         raise OVHCredentialsMissing(
-            f"OVH_ENDPOINT {endpoint!r} is neither a URL nor one of {', '.join(sorted(ovh.client.ENDPOINTS))}"
+            f"{variable} {endpoint!r} is neither a URL nor one of {', '.join(sorted(ovh.client.ENDPOINTS))}"
         )
     return endpoint
 
 
-def build_client(settings: Settings, session: requests.Session | None = None) -> PythonOVHClient:
-    missing = settings.missing_ovh_credentials()
+def build_client(credentials: Credentials, timeout: float, session: requests.Session | None = None,
+                 ) -> PythonOVHClient:
+    missing = credentials.missing()
     if missing:
+        if credentials.source == ENVIRONMENT:
+            raise OVHCredentialsMissing(
+                f"The operator has no OVH credentials: set {', '.join(missing)} in its environment "
+                "(or OVH_CLIENT_ID and OVH_CLIENT_SECRET for OAuth2)"
+            )
         raise OVHCredentialsMissing(
-            f"The operator has no OVH credentials: set {', '.join(missing)} in its environment "
+            f"{credentials.source} holds no complete OVH credentials: set {', '.join(missing)} in it "
             "(or OVH_CLIENT_ID and OVH_CLIENT_SECRET for OAuth2)"
         )
-    endpoint = register_endpoint(settings.ovh_endpoint)
-    timeout = settings.ovh_request_timeout
+    endpoint = register_endpoint(credentials.endpoint)
     try:
-        if settings.ovh_auth_mode == "oauth2":
-            assert settings.ovh_client_secret is not None
-            return PythonOVHClient(endpoint=endpoint, client_id=settings.ovh_client_id,
-                                   client_secret=settings.ovh_client_secret.get_secret_value(), timeout=timeout,
+        if credentials.auth_mode == "oauth2":
+            assert credentials.client_secret is not None
+            return PythonOVHClient(endpoint=endpoint, client_id=credentials.client_id,
+                                   client_secret=credentials.client_secret.get_secret_value(), timeout=timeout,
                                    session=session)
-        assert settings.ovh_application_secret is not None and settings.ovh_consumer_key is not None
+        assert credentials.application_secret is not None and credentials.consumer_key is not None
         return PythonOVHClient(
             endpoint=endpoint,
-            application_key=settings.ovh_application_key,
-            application_secret=settings.ovh_application_secret.get_secret_value(),
-            consumer_key=settings.ovh_consumer_key.get_secret_value(),
+            application_key=credentials.application_key,
+            application_secret=credentials.application_secret.get_secret_value(),
+            consumer_key=credentials.consumer_key.get_secret_value(),
             timeout=timeout,
             session=session,
         )
@@ -247,39 +443,33 @@ def build_client(settings: Settings, session: requests.Session | None = None) ->
         raise OVHCredentialsMissing(f"Invalid OVH credentials configuration: {_ovh_message(exc)}") from None
 
 
-class OVHClient:
-    """The operator's one OVH client (implements :class:`.ports.OVH`)."""
+class Connection:
+    """One credential set: python-ovh's client, the rate limiter, the retries and the clock offset
+    shared by every project reached with it."""
 
-    def __init__(self, settings: Settings, executor: Executor, *, session: requests.Session | None = None,
-                 limiter: RateLimiter | None = None) -> None:
+    def __init__(self, credentials: Credentials, settings: Settings, executor: Executor, *,
+                 session: requests.Session | None = None, limiter: RateLimiter | None = None) -> None:
+        self.credentials = credentials
         self._settings = settings
         self._executor = executor
-        self._client: PythonOVHClient | None = None
-        self._config_error: OVHCredentialsMissing | None = None
+        self.client: PythonOVHClient | None = None
+        self.configuration_error: OVHCredentialsMissing | None = None
         try:
-            self._client = build_client(settings, session)
+            self.client = build_client(credentials, settings.ovh_request_timeout, session)
         except OVHCredentialsMissing as exc:
-            self._config_error = exc
+            self.configuration_error = exc
         self.limiter = limiter or RateLimiter(settings.ovh_requests_per_second, settings.ovh_burst)
         self._clock_synced = False
         self._clock_lock = asyncio.Lock()
-        self._service_name: str | None = settings.ovh_service_name
-        self._service_lock = asyncio.Lock()
-        self._roles: tuple[float, dict[str, str]] | None = None  # (when read, name -> role id)
-        self._roles_lock = asyncio.Lock()
-        self._users: tuple[float, list[OVHUser]] | None = None  # (when listed, users)
-        self._users_lock = asyncio.Lock()
 
-    @property
-    def configuration_error(self) -> OVHCredentialsMissing | None:
-        return self._config_error
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
 
-    # --- transport -----------------------------------------------------------------------------
-
-    async def _send(self, fn: Callable[[], Any], before_send: BeforeSend | None, what: str) -> Any:
+    async def _send(self, fn: Callable[[], Any], before_send: BeforeSend | None, what: str, project: str) -> Any:
         waited = time.monotonic()
         await self.limiter.acquire()
-        metrics.LIMITER_WAIT.observe(time.monotonic() - waited)
+        metrics.LIMITER_WAIT.labels(project).observe(time.monotonic() - waited)
         if before_send is not None:
             await before_send()
         route, started = metrics.route(*what.split(" ", 1)), time.monotonic()
@@ -287,20 +477,20 @@ class OVHClient:
             answer = await asyncio.get_running_loop().run_in_executor(self._executor, fn)
         except ovh_errors.APIError as exc:
             status = _status_code(exc)
-            metrics.OVH_REQUESTS.labels(route, str(status or 0)).inc()
+            metrics.OVH_REQUESTS.labels(project, route, str(status or 0)).inc()
             if status == 429:
                 self.limiter.throttled()
-                metrics.THROTTLED.inc()
+                metrics.THROTTLED.labels(project).inc()
             hinted = retry_after(exc)
             if hinted:
                 self.limiter.pause(hinted)
             raise
         finally:
             metrics.OVH_LATENCY.labels(route).observe(time.monotonic() - started)
-        metrics.OVH_REQUESTS.labels(route, "200").inc()
+        metrics.OVH_REQUESTS.labels(project, route, "200").inc()
         return answer
 
-    async def _retrying(self, what: str, fn: Callable[[], Any], *, idempotent: bool,
+    async def _retrying(self, what: str, fn: Callable[[], Any], *, idempotent: bool, project: str,
                         before_send: BeforeSend | None = None) -> Any:
         settings = self._settings
 
@@ -319,62 +509,65 @@ class OVHClient:
             reraise=True,
         )
         try:
-            return await retrying(self._send, fn, before_send, what)
+            return await retrying(self._send, fn, before_send, what, project)
         except ovh_errors.ResourceNotFoundError:
             raise OVHNotFound(f"OVH answered 404 to {what}; checking again") from None
         except ovh_errors.APIError as exc:
             raise self._translate(exc, what, attempts=retrying.statistics.get("attempt_number", 1)) from None
 
-    async def _sync_clock(self, client: PythonOVHClient) -> None:
+    async def _sync_clock(self, client: PythonOVHClient, project: str) -> None:
         """python-ovh reads ``/auth/time`` lazily on its first signed call: once here, not once per thread."""
         async with self._clock_lock:
-            if not self._clock_synced and self._settings.ovh_auth_mode == "application":
-                await self._retrying("GET /auth/time", lambda: client.time_delta, idempotent=True)
+            if not self._clock_synced and self.credentials.auth_mode == "application":
+                await self._retrying("GET /auth/time", lambda: client.time_delta, idempotent=True, project=project)
             self._clock_synced = True
 
     async def call(self, method: str, path: str, data: Any = None, *, idempotent: bool = True,
-                   before_send: BeforeSend | None = None) -> Any:
+                   before_send: BeforeSend | None = None, project: str = "") -> Any:
         """One OVH API call with retries; raises :class:`.errors.OVHNotFound` on 404, other
-        :class:`.errors.OVHError` otherwise."""
-        if self._config_error is not None:
-            raise self._config_error
-        client = self._client
+        :class:`.errors.OVHError` otherwise. ``project`` labels the metrics."""
+        if self.configuration_error is not None:
+            raise self.configuration_error
+        client = self.client
         assert client is not None
         if not self._clock_synced:
-            await self._sync_clock(client)
+            await self._sync_clock(client, project)
         fn = functools.partial(client.call, method, path, data, True)
+        retry = functools.partial(self._retrying, f"{method} {path}", fn, idempotent=idempotent, project=project,
+                                  before_send=before_send)
         try:
-            return await self._retrying(f"{method} {path}", fn, idempotent=idempotent, before_send=before_send)
-        except OVHNotFound:
-            if "/user/" in path:
-                self._users = None  # a user the listing shows may be gone: list again next time
-            raise
+            return await retry()
         except OVHClockRejected:
             pass
         # OVH refused the timestamp: the local clock moved against OVH's. Read the offset again, once.
         logger.warning("OVH refused the request time; reading the OVH clock again")
         client.resync_clock()
         self._clock_synced = False
-        await self._sync_clock(client)
-        return await self._retrying(f"{method} {path}", fn, idempotent=idempotent, before_send=before_send)
+        await self._sync_clock(client, project)
+        return await retry()
 
     def _translate(self, exc: ovh_errors.APIError, what: str, *, attempts: int) -> OVHError:
         status = _status_code(exc)
         message = _ovh_message(exc)
+        source = self.credentials.source
+        oauth2 = self.credentials.auth_mode == "oauth2"
+        if isinstance(exc, ovh_errors.OAuth2FailureError):
+            return OVHCredentialsRejected(f"OVH refused the OAuth2 client ({message}); check OVH_CLIENT_ID and "
+                                          f"OVH_CLIENT_SECRET in {source}")
+        if oauth2 and (status == 401 or isinstance(exc, ovh_errors.InvalidCredential | ovh_errors.NotCredential)):
+            return OVHCredentialsRejected(f"OVH rejected a fresh OAuth2 access token ({message}); check that the "
+                                          f"service account of OVH_CLIENT_ID in {source} still exists")
         if isinstance(exc, ovh_errors.InvalidKey):
-            return OVHCredentialsRejected(f"OVH rejected the application key ({message}); check OVH_APPLICATION_KEY")
+            return OVHCredentialsRejected(f"OVH rejected the application key ({message}); check OVH_APPLICATION_KEY "
+                                          f"in {source}")
         if isinstance(exc, ovh_errors.InvalidCredential | ovh_errors.NotCredential) or status == 401:
             return OVHCredentialsRejected(
-                f"OVH rejected the consumer key ({message}); check OVH_CONSUMER_KEY or create a new one"
-            )
-        if isinstance(exc, ovh_errors.OAuth2FailureError):
-            return OVHCredentialsRejected(
-                f"OVH refused the OAuth2 client ({message}); check OVH_CLIENT_ID and OVH_CLIENT_SECRET"
+                f"OVH rejected the consumer key ({message}); check OVH_CONSUMER_KEY in {source} or create a new one"
             )
         if isinstance(exc, ovh_errors.NotGrantedCall | ovh_errors.Forbidden) or status == 403:
+            rights = "its IAM policy" if oauth2 else "the consumer key the access rules listed in the README"
             return OVHCredentialsRejected(
-                f"The OVH credentials may not call {what} ({message}); grant the consumer key the access "
-                "rules listed in the README"
+                f"The OVH credentials of {source} may not call {what} ({message}); grant {rights}"
             )
         if isinstance(exc, ovh_errors.BadParametersError):
             code = _error_code(exc)
@@ -383,7 +576,7 @@ class OVHClient:
                     f"OVH refused the request time ({message}); check the clock of the operator's host")
             if code == "INVALID_SIGNATURE" or "signature" in message.lower():
                 return OVHCredentialsRejected(
-                    f"OVH rejected the request signature ({message}); check OVH_APPLICATION_SECRET"
+                    f"OVH rejected the request signature ({message}); check OVH_APPLICATION_SECRET in {source}"
                 )
             return OVHRejected(f"OVH refused {what}: {message}")
         if isinstance(exc, ovh_errors.ResourceConflictError):
@@ -400,6 +593,59 @@ class OVHClient:
             + "; the operator keeps retrying",
             nothing_created=refused,
         )
+
+
+class OVHClient:
+    """One OVH Public Cloud project over a :class:`Connection` (implements :class:`.ports.OVH`).
+
+    Without ``connection``, the operator's own: its environment's credentials and ``OVH_SERVICE_NAME``.
+    ``project`` names it in metrics (empty for the operator's own); ``service_hint`` is what to check
+    when OVH does not know the project id; ``on_rejected`` runs when OVH rejects the credentials.
+    """
+
+    def __init__(self, settings: Settings, executor: Executor, *, session: requests.Session | None = None,
+                 limiter: RateLimiter | None = None, connection: Connection | None = None,
+                 service_name: str | None = None, project: str = "", service_hint: str = "OVH_SERVICE_NAME",
+                 on_rejected: Callable[[], None] | None = None) -> None:
+        self.connection = connection or Connection(Credentials.from_settings(settings), settings, executor,
+                                                   session=session, limiter=limiter)
+        self.project = project
+        self._service_hint = service_hint
+        self._on_rejected = on_rejected
+        self._service_name: str | None = service_name if connection is not None else settings.ovh_service_name
+        self._service_lock = asyncio.Lock()
+        self._roles: tuple[float, dict[str, str]] | None = None  # (when read, name -> role id)
+        self._roles_lock = asyncio.Lock()
+        self._users: tuple[float, list[OVHUser]] | None = None  # (when listed, users)
+        self._users_lock = asyncio.Lock()
+
+    @property
+    def configuration_error(self) -> OVHCredentialsMissing | None:
+        return self.connection.configuration_error
+
+    @property
+    def limiter(self) -> RateLimiter:
+        return self.connection.limiter
+
+    def use(self, connection: Connection) -> None:
+        """Call OVH through ``connection`` from now on (the credentials of the project were rotated)."""
+        self.connection = connection
+
+    async def call(self, method: str, path: str, data: Any = None, *, idempotent: bool = True,
+                   before_send: BeforeSend | None = None) -> Any:
+        """One OVH API call with retries; raises :class:`.errors.OVHNotFound` on 404, other
+        :class:`.errors.OVHError` otherwise."""
+        try:
+            return await self.connection.call(method, path, data, idempotent=idempotent, before_send=before_send,
+                                              project=self.project)
+        except OVHNotFound:
+            if "/user/" in path:
+                self._users = None  # a user the listing shows may be gone: list again next time
+            raise
+        except OVHCredentialsRejected:
+            if self._on_rejected is not None:
+                self._on_rejected()
+            raise
 
     # --- project -------------------------------------------------------------------------------
 
@@ -432,7 +678,7 @@ class OVHClient:
         except OVHNotFound:
             raise OVHProjectError(
                 f"OVH has no cloud project {await self.service_name()!r} for these credentials; "
-                "check OVH_SERVICE_NAME"
+                f"check {self._service_hint}"
             ) from None
 
     async def _role_ids(self) -> dict[str, str]:
@@ -448,6 +694,13 @@ class OVHClient:
 
     async def list_roles(self) -> frozenset[str]:
         return frozenset(await self._role_ids())
+
+    async def verify(self) -> frozenset[str]:
+        """Read the project's roles now (not from the cache): proves the credentials, their rights and the
+        project id."""
+        async with self._roles_lock:
+            self._roles = None
+        return await self.list_roles()
 
     # --- users ---------------------------------------------------------------------------------
 

@@ -20,10 +20,14 @@ duplicates:
 
 Nothing in ``status`` is trusted: a recorded user id is acted on only when OVH shows this
 resource's marker on that user; the finalizer deletes only users carrying it.
+
+The OVH project a resource's user lives in (``spec.projectRef``, or the operator's own) is chosen in
+one place, :func:`_in_project`, which points the context's OVH port at it (:mod:`.projects`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import math
@@ -44,6 +48,7 @@ from .errors import (
     OperatorError,
     OVHError,
     OVHNotFound,
+    OVHProjectChanged,
     OVHRejected,
     ResourceGone,
     Retry,
@@ -64,11 +69,13 @@ from .model import (
     format_time,
     parse_spec,
     parse_time,
+    project_name,
     read_marker,
 )
 from .ovh_api import GONE_STATUSES
 from .policy import canonical, compile_policy
 from .ports import OVH, Events, Kube, OVHUser, S3Credential
+from .projects import Projects
 from .registry import Holder, Registry
 from .secret_writer import ObservedSecret, Shape
 
@@ -157,6 +164,8 @@ class Context:
     of all resources would take more than their share of the OVH rate budget)."""
     clock: Callable[[], float] = time.monotonic
     now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)
+    projects: Projects | None = None
+    """The OVH projects; without them, every resource uses ``ovh`` (the operator's own project)."""
 
     def marker(self, resource: Resource) -> Marker:
         return Marker(self.cluster_id, resource.uid)
@@ -289,6 +298,33 @@ async def _ensure_finalizer(ctx: Context, resource: Resource) -> None:
                                       resource.resource_version)
 
 
+async def _in_project(ctx: Context, resource: Resource, status: StatusWriter, wanted: str) -> Context:
+    """The context of the OVH project the resource's user lives in: ``wanted`` (an OVHProject, "" for the
+    operator's own). It is recorded before anything is created there (with the first status write:
+    ``userRequestedAt``), and never changes once a user may exist: the operator does not guess where a
+    user went."""
+    if ctx.projects is None:
+        return ctx
+    recorded = status.status
+    if recorded.user_may_exist and recorded.service_name is not None and (recorded.project or "") != wanted:
+        raise OVHProjectChanged(
+            f"The OVH user was created in {_title(recorded.project)}, but spec.projectRef now says {_title(wanted)}; "
+            "the user stays where it is: set spec.projectRef back, or create a new resource for the other project")
+    project = await ctx.projects.resolve((resource.namespace, resource.name), wanted)
+    service_name = await project.ovh.service_name()
+    if recorded.user_may_exist and recorded.service_name not in (None, service_name):
+        raise OVHProjectChanged(
+            f"The OVH user lives in OVH project {recorded.service_name}, but {project.title} now names project "
+            f"{service_name}; give it back its project id, or remove the finalizer {FINALIZER} to leave the user")
+    status.record_later(project=wanted or None, service_name=service_name)
+    return dataclasses.replace(ctx, ovh=project.ovh, activation=project.activation,
+                               registry=ctx.registry.scoped(service_name))
+
+
+def _title(project: str | None) -> str:
+    return f"OVHProject {project}" if project else "the operator's own OVH project"
+
+
 def _first_verification(ctx: Context, resource: Resource, memory: Memory) -> None:
     """A resource Ready when first seen (after a restart) is due for its check at a random point of
     the interval, so that a restart does not check every resource at once."""
@@ -309,12 +345,15 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
     recorded = status.status
     denied = f"Not allowed in namespace {resource.namespace}: {', '.join(verdict.problems)}. " + \
         allowance.source(resource.namespace)
+    wanted_project = spec.project_ref.name if spec.project_ref else ""
     if spec.user_id is not None and not allowance.allow_adoption:
-        await _let_go(ctx, resource, status, journal, memory, secret_name, spec.user_id)
+        await _let_go(await _in_project(ctx, resource, status, wanted_project), resource, status, journal, memory,
+                      secret_name, spec.user_id)
         raise AccessDenied(f"spec.userId: namespace {resource.namespace} may not adopt existing OVH users. "
                            + allowance.source(resource.namespace))
     if not verdict.allowed and not (recorded.user_id or recorded.user_requested_at):
         raise AccessDenied(denied)  # before anything is created in OVH
+    ctx = await _in_project(ctx, resource, status, wanted_project)
     await _ensure_finalizer(ctx, resource)
     observed = memory.secret = await secret_writer.observe(ctx.kube, resource, secret_name, memory.secret)
 
@@ -832,6 +871,10 @@ async def finalize(ctx: Context, resource: Resource, memory: Memory) -> Outcome:
     status = StatusWriter(ctx.kube, resource)
     journal = Journal(ctx.events, resource)
     try:
+        recorded = status.status
+        if recorded.user_may_exist or _deletion_of(ctx, resource)[1] is not None:  # where the user is, if recorded
+            where = (recorded.project or "") if recorded.service_name is not None else project_name(resource.spec)
+            ctx = await _in_project(ctx, resource, status, where)
         waiting = await _delete_users(ctx, resource, status, journal, memory)
         if waiting is None:
             await ctx.kube.set_finalizers(resource.namespace, resource.name,

@@ -15,8 +15,9 @@ before (``creating.<user id>``), so that a key whose creation answer was lost is
 the operator's. The operator deletes no key of an adopted user that the register does not list.
 
 The register is one ConfigMap, ``ovh-s3-operator-users``, in the operator's own namespace, where
-tenants cannot write. Keys are ``adopted.<user id>``, ``keys.<user id>``, ``creating.<user id>`` and
-``retained.<user id>``; ``adopted`` and ``retained`` values name the resource,
+tenants cannot write. Keys are ``adopted.<project>.<user id>``, ``keys.…``, ``creating.…`` and
+``retained.…`` (``<project>`` is the OVH project id: user ids are per project); ``adopted`` and
+``retained`` values name the resource,
 ``<namespace>/<name>/<uid>``, the others list access key ids. Every write carries the resourceVersion
 it was computed from (optimistic concurrency), so two resources, or two replicas, racing for one user
 cannot both win. The orphan sweep drops the retained entries of users OVH no longer has. At about 150
@@ -85,11 +86,20 @@ class Holder:
 
 
 class Registry:
-    """Reads and writes the register through the Kubernetes port."""
+    """Reads and writes the register through the Kubernetes port, for the users of one OVH project
+    (``scope``: its id; user ids are per project) or, unscoped, of the operator's only project."""
 
-    def __init__(self, kube: Kube, namespace: str) -> None:
+    def __init__(self, kube: Kube, namespace: str, scope: str = "") -> None:
         self._kube = kube
         self.namespace = namespace
+        self.scope = scope
+
+    def scoped(self, scope: str) -> Registry:
+        """The register of the users of OVH project ``scope``."""
+        return Registry(self._kube, self.namespace, scope)
+
+    def _key(self, prefix: str, user_id: int) -> str:
+        return f"{prefix}{self.scope}.{user_id}" if self.scope else f"{prefix}{user_id}"
 
     async def _read(self) -> tuple[dict[str, str], str | None]:
         body = await self._kube.read_config_map(self.namespace, REGISTRY_NAME)
@@ -123,11 +133,11 @@ class Registry:
 
     async def entry(self, user_id: int) -> Entry:
         data, _ = await self._read()
-        creating = data.get(f"{CREATING}{user_id}")
-        return Entry(holder=Holder.parse(data.get(f"{ADOPTED}{user_id}", "")),
-                     issued=_keys(data.get(f"{KEYS}{user_id}")),
+        creating = data.get(self._key(CREATING, user_id))
+        return Entry(holder=Holder.parse(data.get(self._key(ADOPTED, user_id), "")),
+                     issued=_keys(data.get(self._key(KEYS, user_id))),
                      before_creation=None if creating is None else _keys(creating),
-                     retained=f"{RETAINED}{user_id}" in data)
+                     retained=self._key(RETAINED, user_id) in data)
 
     async def _change_keys(self, user_id: int, resource: Resource, *, add: frozenset[str] = frozenset(),
                            remove: frozenset[str] = frozenset(), before_creation: frozenset[str] | None = None,
@@ -136,14 +146,14 @@ class Registry:
         mine = Holder.of(resource)
 
         async def change(data: dict[str, str]) -> Mapping[str, str | None] | None:
-            if Holder.parse(data.get(f"{ADOPTED}{user_id}", "")) != mine:
+            if Holder.parse(data.get(self._key(ADOPTED, user_id), "")) != mine:
                 return None
-            issued = (_keys(data.get(f"{KEYS}{user_id}")) | add) - remove
-            patch: dict[str, str | None] = {f"{KEYS}{user_id}": " ".join(sorted(issued)) or None}
+            issued = (_keys(data.get(self._key(KEYS, user_id))) | add) - remove
+            patch: dict[str, str | None] = {self._key(KEYS, user_id): " ".join(sorted(issued)) or None}
             if before_creation is not None:
-                patch[f"{CREATING}{user_id}"] = " ".join(sorted(before_creation))
+                patch[self._key(CREATING, user_id)] = " ".join(sorted(before_creation))
             elif created:
-                patch[f"{CREATING}{user_id}"] = None
+                patch[self._key(CREATING, user_id)] = None
             return {k: v for k, v in patch.items() if data.get(k) != v}
 
         await self._write(change)
@@ -168,14 +178,14 @@ class Registry:
 
         async def change(data: dict[str, str]) -> Mapping[str, str | None] | None:
             refused.clear()
-            current = Holder.parse(data.get(f"{ADOPTED}{user_id}", ""))
+            current = Holder.parse(data.get(self._key(ADOPTED, user_id), ""))
             if current == mine:
                 return None
             if current is not None and await alive(current):
                 refused.append(current)
                 return None
-            return {f"{ADOPTED}{user_id}": mine.text, f"{RETAINED}{user_id}": None, f"{KEYS}{user_id}": None,
-                    f"{CREATING}{user_id}": None}
+            return {self._key(ADOPTED, user_id): mine.text,
+                    **{self._key(prefix, user_id): None for prefix in (RETAINED, KEYS, CREATING)}}
 
         await self._write(change)
         return refused[0] if refused else None
@@ -186,11 +196,11 @@ class Registry:
 
         async def change(data: dict[str, str]) -> Mapping[str, str | None] | None:
             patch: dict[str, str | None] = {}
-            if Holder.parse(data.get(f"{ADOPTED}{user_id}", "")) == mine:
-                patch.update({f"{prefix}{user_id}": None for prefix in (ADOPTED, KEYS, CREATING)
-                              if f"{prefix}{user_id}" in data})
-            if retain_since is not None and f"{RETAINED}{user_id}" not in data:
-                patch[f"{RETAINED}{user_id}"] = f"{mine.text} {format_time(retain_since)}"
+            if Holder.parse(data.get(self._key(ADOPTED, user_id), "")) == mine:
+                patch.update({self._key(prefix, user_id): None for prefix in (ADOPTED, KEYS, CREATING)
+                              if self._key(prefix, user_id) in data})
+            if retain_since is not None and self._key(RETAINED, user_id) not in data:
+                patch[self._key(RETAINED, user_id)] = f"{mine.text} {format_time(retain_since)}"
             return patch or None
 
         await self._write(change)
@@ -198,23 +208,23 @@ class Registry:
     async def kept_users(self) -> set[int]:
         """Every user id the register holds, adopted or retained: the orphan sweep leaves them alone."""
         data, _ = await self._read()
-        return {user_id for user_id, prefix in _entries(data) if prefix in (ADOPTED, RETAINED)}
+        return {user_id for user_id, prefix in self._entries(data) if prefix in (ADOPTED, RETAINED)}
 
     async def forget_missing(self, existing: set[int]) -> None:
         """Drop the retained entries of users OVH no longer has (an adopted user's entries go when its
         resource does)."""
         async def change(data: dict[str, str]) -> Mapping[str, str | None] | None:
-            gone = {f"{prefix}{user_id}": None for user_id, prefix in _entries(data)
+            gone = {self._key(prefix, user_id): None for user_id, prefix in self._entries(data)
                     if prefix == RETAINED and user_id not in existing}
             return gone or None
 
         await self._write(change)
 
-
-def _entries(data: Mapping[str, str]) -> list[tuple[int, str]]:
-    found = []
-    for key in data:
-        prefix, _, number = key.partition(".")
-        if f"{prefix}." in PREFIXES and number.isdigit():
-            found.append((int(number), f"{prefix}."))
-    return found
+    def _entries(self, data: Mapping[str, str]) -> list[tuple[int, str]]:
+        """(user id, prefix) of this scope's entries."""
+        found = []
+        for prefix in PREFIXES:
+            head = self._key(prefix, 0).removesuffix("0")
+            found += [(int(key[len(head):]), prefix) for key in data
+                      if key.startswith(head) and key[len(head):].isdigit()]
+        return found

@@ -16,7 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sandbox = commands.add_parser(
         "sandbox", help="start a local Kubernetes API emulator and OVH API sandbox (and the operator)")
-    sandbox.add_argument("--state-dir", required=True, help="where to write kubeconfig and ovh.env")
+    sandbox.add_argument("--state-dir", required=True,
+                         help="where to write kubeconfig, operator.kubeconfig, ovh.env, ovh-oauth2.env and ovh-ca.pem")
     sandbox.add_argument("--ovh-latency", type=float, default=0.05, metavar="S",
                          help="seconds added to every OVH API answer (default 0.05)")
     sandbox.add_argument("--ovh-activation", type=float, default=2.0, metavar="S",

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import kubernetes
-import ovh
 
 from .objects import Objects
 from .stack import SandboxStack, wait_for
@@ -16,12 +15,7 @@ class SandboxClients(Objects):
     def __init__(self, stack: SandboxStack, namespace: str = "default") -> None:
         super().__init__(kubernetes.config.new_client_from_config(config_file=str(stack.kubeconfig)), namespace)
         self.stack = stack
-        endpoint = stack.ovh.url
-        ovh.client.ENDPOINTS.setdefault(endpoint, endpoint)
-        credentials = stack.ovh.credentials
-        self.ovh = ovh.Client(endpoint=endpoint, application_key=credentials.application_key,
-                              application_secret=credentials.application_secret,
-                              consumer_key=credentials.consumer_key)
+        self.ovh = stack.ovh_client()
         self.project = f"/cloud/project/{stack.ovh.service_name}"
 
     def wait_condition(self, name: str, status: str, reason: str | None = None, *, namespace: str | None = None,

@@ -62,16 +62,16 @@ class Demo(SandboxClients):
     def apply_examples(self) -> list[tuple[str, str]]:
         applied = []
         for path in examples():
-            body = yaml.safe_load(path.read_text())
-            if body.get("kind") != KIND:
-                continue
-            if "userId" in body.get("spec", {}):
-                say(f"    skipped {path.name}: it adopts an OVH user that exists in a real project")
-                continue
-            namespace = body["metadata"].get("namespace", "default")
-            self.create_body(body)
-            applied.append((namespace, body["metadata"]["name"]))
-            say(f"    applied {path.name}: {namespace}/{body['metadata']['name']}")
+            for body in yaml.safe_load_all(path.read_text()):
+                if body.get("kind") != KIND or body["spec"].get("projectRef"):
+                    continue  # the access policies are the sandbox's; other OVH projects are not
+                if "userId" in body["spec"]:
+                    say(f"    skipped {path.name}: it adopts an OVH user that exists in a real project")
+                    continue
+                namespace = body["metadata"].get("namespace", "default")
+                self.create_body(body)
+                applied.append((namespace, body["metadata"]["name"]))
+                say(f"    applied {path.name}: {namespace}/{body['metadata']['name']}")
         if not applied:
             raise StepFailed("no example resources found")
         return applied

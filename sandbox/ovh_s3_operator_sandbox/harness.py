@@ -16,13 +16,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, cast
 
+import requests
 from kubernetes.client.exceptions import ApiException
 
 from ovh_s3_operator.access_policy import POLICY_PLURAL
 from ovh_s3_operator.app import App
 from ovh_s3_operator.config import Settings
 from ovh_s3_operator.manifests import crd_documents
-from ovh_s3_operator.model import API_VERSION, GROUP, MANAGED_BY_LABEL, PLURAL, VERSION
+from ovh_s3_operator.model import API_VERSION, GROUP, MANAGED_BY_LABEL, PLURAL, PROJECT_PLURAL, VERSION
 from ovh_s3_operator.ovh_api import ACCESS_RULES
 from ovh_s3_operator.secret_writer import MANAGED_BY
 
@@ -32,7 +33,7 @@ from .kube.store import Watcher
 from .objects import Objects
 from .ovh.server import OVHSandbox
 from .policies import ALLOW_EVERYTHING
-from .stack import install_operator_rbac
+from .stack import OPERATOR_NAMESPACE, install_operator_rbac
 
 T = TypeVar("T")
 
@@ -92,6 +93,9 @@ class InProcessOperator(Objects):
             self.set_access_policy(name, spec)
         self.app: App | None = None
         self._feeds: list[tuple[Watcher, asyncio.Task[None]]] = []
+        self.accounts: list[OVHSandbox] = []
+        """More OVH accounts (:meth:`add_account`), reached in-process like :attr:`ovh`."""
+        self._session: requests.Session | None = None
 
     def settings(self, **overrides: Any) -> Settings:
         credentials = self.ovh.credentials
@@ -101,10 +105,39 @@ class InProcessOperator(Objects):
             "ovh_application_secret": credentials.application_secret,
             "ovh_consumer_key": credentials.consumer_key,
             "ovh_service_name": self.ovh.service_name,
+            "operator_namespace": OPERATOR_NAMESPACE,
             **self.settings_overrides,
             **overrides,
         }
         return Settings(_env_file=None, **values)
+
+    def add_account(self, **options: Any) -> OVHSandbox:
+        """Another OVH account (its own sandbox, credentials and rate limit), reached in-process."""
+        account = OVHSandbox(**{"activation": 0.05, "deletion": 0.02, "access_rules": ACCESS_RULES,
+                                "name": f"ovh-sandbox-{len(self.accounts) + 2}", **options})
+        self.accounts.append(account)
+        if self._session is not None:
+            account.mount(self._session)
+        return account
+
+    def add_ovh_project(self, name: str, account: OVHSandbox | None = None, *, service_name: str | None = None,
+                        oauth2: bool = False, secret: str | None = None) -> dict[str, str]:
+        """An OVHProject for a project of ``account`` (default: :attr:`ovh`; ``service_name`` default: its
+        first project), with its credentials in a Secret of the operator's namespace: a new consumer key
+        for that project only, or a new OAuth2 service account. Returns the Secret's values."""
+        account = account or self.ovh
+        service_name = service_name or account.service_name
+        if oauth2:
+            client = account.add_oauth2_client(ACCESS_RULES, service_name)
+            values = {"OVH_CLIENT_ID": client.client_id, "OVH_CLIENT_SECRET": client.client_secret}
+        else:
+            keys = account.add_consumer_key(ACCESS_RULES, service_name)
+            values = {"OVH_APPLICATION_KEY": keys.application_key, "OVH_APPLICATION_SECRET": keys.application_secret,
+                      "OVH_CONSUMER_KEY": keys.consumer_key}
+        secret = secret or f"{name}-ovh"
+        self.put_secret(secret, OPERATOR_NAMESPACE, values)
+        self.set_ovh_project(name, service_name, secret, account.url)
+        return values
 
     async def __aenter__(self) -> InProcessOperator:
         await self.start()
@@ -115,13 +148,17 @@ class InProcessOperator(Objects):
 
     async def start(self, **overrides: Any) -> App:
         """Start (or start again: a restart loses the operator's memory, as a new process would)."""
+        self._session = self.ovh.session()
+        for account in self.accounts:
+            account.mount(self._session)
         self.app = await App.start(self.settings(**overrides), api_client=self.operator_api,
-                                   ovh_session=self.ovh.session())
+                                   ovh_session=self._session)
         controller = self.app.controller
         self._subscribe(API_VERSION, PLURAL, None, controller.resource_event)
         self._subscribe(API_VERSION, POLICY_PLURAL, None, functools.partial(controller.access_event, "policy"))
         self._subscribe("v1", "namespaces", None, functools.partial(controller.access_event, "namespace"))
         self._subscribe("v1", "secrets", f"{MANAGED_BY_LABEL}={MANAGED_BY}", controller.secret_event)
+        self._subscribe(API_VERSION, PROJECT_PLURAL, None, self.app.projects.event)
         return self.app
 
     def _subscribe(self, api_version: str, plural: str, labels: str | None,
@@ -193,6 +230,12 @@ class InProcessOperator(Objects):
 
     async def wait_ready(self, name: str, **kwargs: Any) -> dict[str, Any]:
         return await self.wait_condition(name, "True", "Reconciled", **kwargs)
+
+    async def wait_project(self, name: str, status: str, reason: str | None = None, *,
+                           timeout: float = 5.0) -> dict[str, Any]:
+        """Wait until the OVHProject's Ready has ``status`` (and ``reason``) for its current generation."""
+        return await until(lambda: self.project_ready_for(name, status, reason), timeout,
+                           what=f"OVHProject {name} Ready={status} {reason or ''}")
 
     async def wait_gone(self, name: str, namespace: str | None = None, timeout: float = 5.0) -> None:
         await until(lambda: self.get(name, namespace) is None, timeout, what=f"{name} to be deleted")

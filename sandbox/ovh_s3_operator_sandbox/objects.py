@@ -10,7 +10,7 @@ from typing import Any, cast
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from ovh_s3_operator.model import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from ovh_s3_operator.model import API_VERSION, GROUP, KIND, PLURAL, PROJECT_KIND, PROJECT_PLURAL, VERSION
 
 
 class Objects:
@@ -95,3 +95,56 @@ class Objects:
         if body is None:
             return None
         return {key: base64.b64decode(value).decode() for key, value in (body.get("data") or {}).items()}
+
+    # --- OVHProjects and their Secrets -------------------------------------------------------------
+
+    def set_ovh_project(self, name: str, service_name: str, secret: str, endpoint: str | None = None,
+                        **extra: Any) -> dict[str, Any]:
+        """Create or replace an OVHProject (``extra``: more spec fields, e.g. credentialsSecretRef)."""
+        spec: dict[str, Any] = {"serviceName": service_name, "credentialsSecretRef": {"name": secret}, **extra}
+        if endpoint is not None:
+            spec["endpoint"] = endpoint
+        body: dict[str, Any] = {"apiVersion": API_VERSION, "kind": PROJECT_KIND, "metadata": {"name": name},
+                                "spec": spec}
+        existing = self.ovh_project(name)
+        if existing is None:
+            return dict(cast(Mapping[str, Any], self.custom.create_cluster_custom_object(
+                GROUP, VERSION, PROJECT_PLURAL, body)))
+        body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+        return dict(cast(Mapping[str, Any], self.custom.replace_cluster_custom_object(
+            GROUP, VERSION, PROJECT_PLURAL, name, body)))
+
+    def ovh_project(self, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(cast(Mapping[str, Any], self.custom.get_cluster_custom_object(
+                GROUP, VERSION, PROJECT_PLURAL, name)))
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return None
+
+    def delete_ovh_project(self, name: str) -> None:
+        self.custom.delete_cluster_custom_object(GROUP, VERSION, PROJECT_PLURAL, name)
+
+    def project_ready_for(self, name: str, status: str, reason: str | None = None) -> dict[str, Any] | None:
+        """The OVHProject if its Ready condition has ``status`` (and ``reason``) for its generation."""
+        obj = self.ovh_project(name)
+        condition = self.ready(obj)
+        if obj is None or condition is None or condition.get("status") != status:
+            return None
+        if reason is not None and condition.get("reason") != reason:
+            return None
+        return obj if condition.get("observedGeneration") == obj["metadata"].get("generation") else None
+
+    def put_secret(self, name: str, namespace: str, values: Mapping[str, str]) -> dict[str, Any]:
+        """Create or replace an Opaque Secret holding ``values`` (e.g. OVH credentials)."""
+        body: Any = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+                     "type": "Opaque", "stringData": dict(values)}
+        try:
+            created = self.core.create_namespaced_secret(namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            created = self.core.replace_namespaced_secret(name, namespace, body)
+        result: dict[str, Any] = self.api.sanitize_for_serialization(created)
+        return result

@@ -19,6 +19,7 @@ SANDBOX_DEFAULT: dict[str, dict[str, Any]] = {
 
 ALLOW_EVERYTHING: dict[str, dict[str, Any]] = {
     "everything": {"namespaceSelector": {}, "buckets": [{"name": "*", "maxAccess": "admin"}],
-                   "roles": list(DEFAULT_ROLES), "regions": ["*"], "allowRawPolicy": True},
+                   "roles": list(DEFAULT_ROLES), "regions": ["*"], "allowRawPolicy": True,
+                   "projects": ["*"], "defaultProject": True},
 }
 """For tests about something else than access: every namespace may ask for anything."""

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+import ovh
 import yaml
 
 from ovh_s3_operator.access_policy import POLICY_PLURAL
@@ -52,16 +53,21 @@ def install_operator_rbac(kube: KubeEmulator) -> str:
 
 
 class SandboxStack:
-    """A Kubernetes API emulator and an OVH API sandbox on 127.0.0.1, plus ``kubeconfig`` and ``ovh.env``."""
+    """A Kubernetes API emulator and an OVH API sandbox (over HTTPS, as OVH) on 127.0.0.1, plus
+    ``kubeconfig``, ``ovh.env`` (the application's keys), ``ovh-oauth2.env`` (an OAuth2 service account
+    instead) and ``ovh-ca.pem`` (the CA of the OVH sandbox's certificate, which both env files name in
+    ``REQUESTS_CA_BUNDLE``)."""
 
     def __init__(self, state_dir: Path, *, ovh_latency: float = 0.0, ovh_activation: float = 1.0,
                  ovh_deletion: float = 0.5, ovh_rate_limit: float | None = None,
                  ovh_roles: Sequence[str] = DEFAULT_ROLES, kube_port: int = 0, ovh_port: int = 0,
-                 kube_validate: bool = True, access: Mapping[str, Mapping[str, Any]] = SANDBOX_DEFAULT) -> None:
+                 kube_validate: bool = True, access: Mapping[str, Mapping[str, Any]] = SANDBOX_DEFAULT,
+                 ovh_token_lifetime: float = 3600.0) -> None:
         self.state_dir = state_dir
         self.kube = KubeEmulator(validate=kube_validate)
         self.ovh = OVHSandbox(latency=ovh_latency, activation=ovh_activation, deletion=ovh_deletion,
-                              rate_limit=ovh_rate_limit, roles=ovh_roles, access_rules=ACCESS_RULES)
+                              rate_limit=ovh_rate_limit, roles=ovh_roles, access_rules=ACCESS_RULES,
+                              token_lifetime=ovh_token_lifetime)
         self._ports = (kube_port, ovh_port)
         self._access = access
 
@@ -79,10 +85,35 @@ class SandboxStack:
     def ovh_env_file(self) -> Path:
         return self.state_dir / "ovh.env"
 
+    @property
+    def ovh_oauth2_env_file(self) -> Path:
+        return self.state_dir / "ovh-oauth2.env"
+
+    @property
+    def ovh_ca_file(self) -> Path:
+        return self.state_dir / "ovh-ca.pem"
+
+    def ovh_client(self) -> ovh.Client:
+        """python-ovh's client with the sandbox's application keys, trusting its CA (python-ovh has no option
+        for a CA: its session's, whatever REQUESTS_CA_BUNDLE says)."""
+        self.ovh.register()
+        credentials = self.ovh.credentials
+        client = ovh.Client(endpoint=self.ovh.url, application_key=credentials.application_key,
+                            application_secret=credentials.application_secret, consumer_key=credentials.consumer_key)
+        client._session.trust_env = False
+        client._session.verify = str(self.ovh_ca_file)
+        return client
+
+    def ovh_env(self, *, oauth2: bool = False) -> dict[str, str]:
+        """The OVH variables of ``ovh.env`` (or ``ovh-oauth2.env``): endpoint, credentials, project, CA."""
+        return {**self.ovh.env(oauth2=oauth2), "REQUESTS_CA_BUNDLE": str(self.ovh_ca_file)}
+
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         await self.kube.start(port=self._ports[0])
-        await self.ovh.start(port=self._ports[1])
+        await self.ovh.start(port=self._ports[1], tls=True)
+        assert self.ovh.ca_pem is not None
+        self.ovh_ca_file.write_bytes(self.ovh.ca_pem)
         for crd in crd_documents():
             self.kube.install_crd(crd)
         for name, spec in self._access.items():
@@ -92,8 +123,9 @@ class SandboxStack:
         operator_token = install_operator_rbac(self.kube)
         self.kube.write_kubeconfig(self.kubeconfig)
         self.kube.write_kubeconfig(self.operator_kubeconfig, OPERATOR_NAMESPACE, operator_token)
-        self.ovh_env_file.write_text("".join(f"{key}={value}\n" for key, value in self.ovh.env().items()))
-        self.ovh_env_file.chmod(0o600)
+        for path, oauth2 in ((self.ovh_env_file, False), (self.ovh_oauth2_env_file, True)):
+            path.write_text("".join(f"{key}={value}\n" for key, value in self.ovh_env(oauth2=oauth2).items()))
+            path.chmod(0o600)
 
     async def stop(self) -> None:
         await self.ovh.stop()
@@ -103,13 +135,15 @@ class SandboxStack:
         """The environment for ``ovh-s3-operator run`` against this sandbox.
 
         OVH credentials and in-cluster settings of the caller are replaced; the operator's own
-        ``OVH_S3_OPERATOR_*`` knobs are kept, with a local-friendly rate limit unless one is set.
+        ``OVH_S3_OPERATOR_*`` knobs are kept, with a local-friendly rate limit unless one is set. The
+        operator runs "in" the namespace of the install (``POD_NAMESPACE``), where OVHProjects' Secrets live.
         """
         env = {key: value for key, value in os.environ.items()
                if key.startswith("OVH_S3_OPERATOR_") or not key.startswith(("OVH_", "KUBERNETES_SERVICE_"))}
         env.setdefault("OVH_S3_OPERATOR_OVH_REQUESTS_PER_SECOND", "20")
         env.setdefault("OVH_S3_OPERATOR_METRICS_PORT", "0")  # several operators may run side by side
-        env.update(self.ovh.env())
+        env.setdefault("POD_NAMESPACE", OPERATOR_NAMESPACE)  # as the Deployment's downward API sets it
+        env.update(self.ovh_env())
         env["KUBECONFIG"] = str(self.operator_kubeconfig)
         env.update(overrides or {})
         return env

@@ -57,9 +57,10 @@ TEMPLATE_CHECKS: dict[str, Callable[[str, dict[str, str], dict[str, Any]], None]
 
 
 async def test_every_example_passes_the_schema_and_becomes_ready(op: Operator) -> None:
-    examples = [yaml.safe_load(path.read_text()) for path in sorted(EXAMPLES.glob("*.yaml"))]
-    adopting = [body for body in examples if body["kind"] == KIND and "userId" in body["spec"]]
-    for body in adopting:  # the OVH user it names exists in a real project: checked against the schema only
+    examples = [body for path in sorted(EXAMPLES.glob("*.yaml")) for body in yaml.safe_load_all(path.read_text())]
+    adopting = [body for body in examples if body["kind"] == KIND and ("userId" in body["spec"]
+                                                                      or "projectRef" in body["spec"])]
+    for body in adopting:  # the OVH user or project it names exists in a real account: the schema only
         op.kube.create_namespace(body["metadata"]["namespace"])
         op.custom.create_namespaced_custom_object(GROUP, VERSION, body["metadata"]["namespace"], PLURAL, body,
                                                   field_validation="Strict", dry_run="All")

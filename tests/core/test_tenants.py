@@ -126,7 +126,7 @@ async def test_an_orphan_is_swept_and_nothing_else(tenants: Operator) -> None:
     assert tenants.ovh.project.user(user_id) is not None  # nothing deleted it yet
 
     assert tenants.app is not None
-    assert await orphans.sweep(tenants.app.controller.ctx) == [user_id]
+    assert await orphans.sweep(tenants.app.controller.ctx) == {"": [user_id]}
     await until(lambda: tenants.ovh.project.user(user_id) is None, what="the orphan to be deleted")
     assert tenants.ovh.project.user(stranger) is not None
     assert tenants.ovh.project.user(other_cluster) is not None
@@ -141,7 +141,7 @@ async def test_a_resource_recreated_with_the_same_name_does_not_save_the_orphan(
     tenants.create("app", {})
     second = await tenants.wait_ready("app")
     assert tenants.app is not None
-    assert await orphans.sweep(tenants.app.controller.ctx) == [first["status"]["userId"]]
+    assert await orphans.sweep(tenants.app.controller.ctx) == {"": [first["status"]["userId"]]}
     await tenants.assert_consistent(["app"])
     assert second["status"]["userId"] != first["status"]["userId"]
 

@@ -78,6 +78,9 @@ async def test_a_forged_key_in_status_is_never_restored_into_a_secret(op: Operat
     op.kube.create_namespace("team-b")
     victim = await _ready(op, "victim", "default")
     attacker = await _ready(op, "attacker", "team-b")
+    # Nothing in flight: a reconcile that read the status before the forgery would restore the Secret
+    # from what it verified (the attacker's own key) and leave the forged status to the next one.
+    await op.settle()
     forged = {"userId": victim["status"]["userId"], "accessKeyId": victim["status"]["accessKeyId"]}
     op.patch("attacker", {"status": forged}, "team-b", status=True)
     op.core.delete_namespaced_secret("attacker-s3", "team-b")  # "please restore my Secret"

@@ -14,7 +14,8 @@ CHART_OWNED_SETTINGS = {"OVH_S3_OPERATOR_DEFAULT_ACCESS", "OVH_S3_OPERATOR_METRI
                         "OVH_S3_OPERATOR_LEADER_ELECTION", "OVH_S3_OPERATOR_LEADER_ELECTION_NAMESPACE",
                         "OVH_S3_OPERATOR_NAMESPACE"}
 """Variables the chart sets from its own values (defaultAccess, metrics, leaderElection) or fixes (the
-Lease and the register live in the release's namespace, where the chart's Roles grant them)."""
+Lease and the register live in the release's namespace, where the chart's Roles grant them; so do the
+Secrets of OVHProjects, which the chart lets the operator read there)."""
 REGISTER_GRANTS = {("", "configmaps", "create", "*"), ("", "configmaps", "get", "ovh-s3-operator-users"),
                    ("", "configmaps", "patch", "ovh-s3-operator-users")}
 """What the operator may do in its own namespace: keep its register of adopted and retained users."""

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from ovh_s3_operator.config import Settings
+from ovh_s3_operator.credentials import Credentials
 
 from .invariants import (
     CHART_OWNED_SETTINGS,
@@ -147,11 +148,18 @@ def test_watching_namespaces_grants_namespaced_rights_only_there() -> None:
     reference = grants(one(base_rbac(), "ClusterRole", "ovh-s3-operator")["rules"])
     cluster_wide = grants(cluster_role["rules"])
     assert {resource for _, resource, _, _ in cluster_wide} == {
-        "ovhobjectstorageaccesspolicies", "namespaces", "customresourcedefinitions"}
+        "ovhobjectstorageaccesspolicies", "ovhprojects", "ovhprojects/status", "namespaces",
+        "customresourcedefinitions"}
     assert watched.keys() == {"team-a", "team-b"}
     for role in watched.values():
         assert cluster_wide | grants(role["rules"]) == reference
         assert not cluster_wide & grants(role["rules"])
+    # The Secrets of OVHProjects: read in the release's namespace, and nowhere else.
+    [credentials] = [role for role in roles if role["metadata"]["name"] == "ovh-s3-operator-credentials"]
+    assert credentials["kind"] == "Role" and credentials["metadata"]["namespace"] == NAMESPACE
+    assert grants(credentials["rules"]) == {("", "secrets", "get", "*")}
+    assert [role["metadata"]["name"] for role in chart_operator_roles() if role["kind"] == "Role"] == [
+        "ovh-s3-operator-register"]  # watching every namespace, the ClusterRole covers the Secrets
     assert container(render_chart(HA))["args"][-2:] == ["--namespace=team-a", "--namespace=team-b"]
 
 
@@ -196,7 +204,7 @@ def test_the_operator_reads_the_rendered_environment(monkeypatch: pytest.MonkeyP
     for name, value in {**plain_env(objects), **one(objects, "Secret")["stringData"]}.items():
         monkeypatch.setenv(name, value)
     settings = Settings()
-    assert settings.default_access == "allow" and settings.ovh_auth_mode == "application"
+    assert settings.default_access == "allow" and Credentials.from_settings(settings).auth_mode == "application"
     assert settings.ovh_burst == 1000000 and settings.ovh_requests_per_second == 0.5
     assert settings.orphan_sweep is False and settings.regions == ("gra", "sbg")
     assert settings.ovh_service_name == "p1" and settings.cluster_id == "prod-1"

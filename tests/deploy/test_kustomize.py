@@ -78,9 +78,14 @@ def test_namespaced_grants_namespaced_rights_only_in_the_watched_namespaces() ->
     reference = grants(one(base_rbac(), "ClusterRole", "ovh-s3-operator")["rules"])
     cluster_wide = grants(cluster_role["rules"])
     assert {resource for _, resource, _, _ in cluster_wide} == {
-        "ovhobjectstorageaccesspolicies", "namespaces", "customresourcedefinitions"}
+        "ovhobjectstorageaccesspolicies", "ovhprojects", "ovhprojects/status", "namespaces",
+        "customresourcedefinitions"}
     for role in watched.values():
         assert cluster_wide | grants(role["rules"]) == reference
+    # The Secrets of OVHProjects: read in the operator's namespace, and nowhere else.
+    [credentials] = [role for role in roles if role["metadata"]["name"] == "ovh-s3-operator-credentials"]
+    assert credentials["metadata"]["namespace"] == "ovh-s3-operator"
+    assert grants(credentials["rules"]) == {("", "secrets", "get", "*")}
     args = [arg for arg in container(objects)["args"] if arg.startswith("--namespace")]
     assert sorted(args) == [f"--namespace={namespace}" for namespace in sorted(watched)] and watched
 
@@ -89,8 +94,8 @@ def test_namespaced_overlay_and_chart_grant_the_same() -> None:
     namespaces = sorted({role["metadata"]["namespace"] for role in operator_roles(rendered("namespaced"))
                          if role["metadata"]["name"] == "ovh-s3-operator" and role["kind"] == "Role"})
     by_engine = [operator_roles(rendered("namespaced")), chart_operator_roles({"watchNamespaces": namespaces})]
-    kustomize, helm = ({(role["kind"], role["metadata"].get("namespace")): canonical(role["rules"]) for role in roles}
-                       for roles in by_engine)
+    kustomize, helm = ({(role["kind"], role["metadata"].get("namespace"), role["metadata"]["name"]):
+                        canonical(role["rules"]) for role in roles} for roles in by_engine)
     assert kustomize == helm
 
 

@@ -115,7 +115,8 @@ def running_world(tmp_path: Path, options: Mapping[str, Any], failed: Callable[[
         stack = SandboxStack(tmp_path / "sandbox", ovh_activation=0.3, ovh_deletion=0.2,
                              ovh_roles=options.get("ovh_roles", DEFAULT_ROLES),
                              kube_validate=options.get("kube_validate", True),
-                             access=options.get("access", ALLOW_EVERYTHING))
+                             access=options.get("access", ALLOW_EVERYTHING),
+                             ovh_token_lifetime=options.get("ovh_token_lifetime", 3600.0))
         loop.run(stack.start())
         w = World(stack, tmp_path)
         try:

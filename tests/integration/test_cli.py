@@ -46,8 +46,8 @@ class Sandbox:
         assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stdout}{result.stderr}"
         return result.stdout
 
-    def ovh_env(self) -> dict[str, str]:
-        lines = (self.state_dir / "ovh.env").read_text().splitlines()
+    def ovh_env(self, name: str = "ovh.env") -> dict[str, str]:
+        lines = (self.state_dir / name).read_text().splitlines()
         return dict(line.split("=", 1) for line in lines if line)
 
     def stop(self) -> int:
@@ -69,8 +69,9 @@ def test_sandbox_command_with_kubectl(tmp_path: Path, sandbox_factory: list[Sand
     sandbox_factory.append(sandbox)
     env = sandbox.ovh_env()
     assert set(env) == {"OVH_ENDPOINT", "OVH_APPLICATION_KEY", "OVH_APPLICATION_SECRET", "OVH_CONSUMER_KEY",
-                        "OVH_SERVICE_NAME"}
-    assert env["OVH_ENDPOINT"].startswith("http://127.0.0.1:")
+                        "OVH_SERVICE_NAME", "REQUESTS_CA_BUNDLE"}
+    assert env["OVH_ENDPOINT"].startswith("https://127.0.0.1:")
+    assert env["REQUESTS_CA_BUNDLE"] == str(sandbox.state_dir / "ovh-ca.pem")
 
     sandbox.kubectl("apply", "-f", str(EXAMPLE))
     sandbox.kubectl("wait", "--for=condition=Ready", "osu/backup-writer", "--timeout=60s")
@@ -93,8 +94,11 @@ def test_run_against_a_sandbox_without_operator(tmp_path: Path, sandbox_factory:
     sandbox = Sandbox(tmp_path / "state", "--no-operator")
     sandbox_factory.append(sandbox)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OVH_")}
-    # The operator's ServiceAccount: the install's RBAC is all it needs.
-    env |= sandbox.ovh_env() | {"KUBECONFIG": str(sandbox.state_dir / "operator.kubeconfig")}
+    # An OAuth2 service account this time (python-ovh's client credentials flow, tokens from the sandbox),
+    # and the operator's ServiceAccount: the install's RBAC is all it needs.
+    oauth2 = sandbox.ovh_env("ovh-oauth2.env")
+    assert {"OVH_CLIENT_ID", "OVH_CLIENT_SECRET"} <= set(oauth2) and "OVH_CONSUMER_KEY" not in oauth2
+    env |= oauth2 | {"KUBECONFIG": str(sandbox.state_dir / "operator.kubeconfig")}
     log = (tmp_path / "operator.log").open("wb")
     operator = subprocess.Popen(cli("run"), env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -119,12 +123,13 @@ def test_credentials_request_asks_for_exactly_the_rules_the_operator_needs(world
     ovh_sandbox = world.stack.ovh
     env = {key: value for key, value in os.environ.items() if not key.startswith("OVH_")}
     env |= {"OVH_ENDPOINT": ovh_sandbox.url, "OVH_APPLICATION_KEY": ovh_sandbox.credentials.application_key,
-            "OVH_APPLICATION_SECRET": ovh_sandbox.credentials.application_secret}
+            "OVH_APPLICATION_SECRET": ovh_sandbox.credentials.application_secret,
+            "REQUESTS_CA_BUNDLE": str(world.stack.ovh_ca_file)}
     result = subprocess.run(cli("credentials", "request", "--service-name", ovh_sandbox.service_name), env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     consumer_key = re.search(r"Consumer key: (\w+)", result.stdout).group(1)  # type: ignore[union-attr]
-    assert "Validate it here: http://" in result.stdout
+    assert "Validate it here: https://" in result.stdout
     granted = ovh_sandbox.validate_consumer_key(consumer_key)
     assert granted == [(method, path.format(service=ovh_sandbox.service_name)) for method, path in ACCESS_RULES]
     world.start_operator({"OVH_CONSUMER_KEY": consumer_key})

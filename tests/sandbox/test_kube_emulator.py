@@ -745,10 +745,10 @@ def test_table_output(http: Http, custom: kubernetes.client.CustomObjectsApi, ns
     assert table["kind"] == "Table" and table["apiVersion"] == "meta.k8s.io/v1"
     columns = [(c["name"], c["priority"]) for c in table["columnDefinitions"]]
     assert columns == [("Name", 0), ("Ready", 0), ("Reason", 1), ("User ID", 0), ("Secret", 0), ("Key Issued", 1),
-                       ("Age", 0)]
+                       ("Project", 1), ("Age", 0)]
     (row,) = table["rows"]
-    assert row["cells"][:6] == ["t", "True", "Provisioned", 42, "t-s3", None]  # no key issued: no value
-    assert re.fullmatch(r"\d+s", row["cells"][6])
+    assert row["cells"][:7] == ["t", "True", "Provisioned", 42, "t-s3", None, None]  # no key issued, no project
+    assert re.fullmatch(r"\d+s", row["cells"][7])
     assert row["object"]["kind"] == "PartialObjectMetadata" and row["object"]["metadata"]["namespace"] == ns
     single = http.request("GET", osu_path(ns, "t") + "?includeObject=None", headers={"Accept": TABLE}).json()
     assert single["rows"][0]["cells"][0] == "t" and "object" not in single["rows"][0]
@@ -768,7 +768,8 @@ def test_kubectl_get_columns(kubeconfig: pathlib.Path, custom: kubernetes.client
     assert lines[0].split() == ["NAMESPACE", "NAME", "READY", "USER", "ID", "SECRET", "AGE"]
     assert any(line.split()[:3] == [ns, "k", "False"] for line in lines[1:])
     wide = kubectl(kubeconfig, "get", "osu", "-n", ns, "-o", "wide").splitlines()
-    assert wide[0].split() == ["NAME", "READY", "REASON", "USER", "ID", "SECRET", "KEY", "ISSUED", "AGE"]
+    assert wide[0].split() == ["NAME", "READY", "REASON", "USER", "ID", "SECRET", "KEY", "ISSUED", "PROJECT",
+                               "AGE"]
     assert wide[1].split()[:3] == ["k", "False", "Waiting"]
     fetched = yaml.safe_load(kubectl(kubeconfig, "get", "osu", "k", "-n", ns, "-o", "yaml"))
     assert fetched["kind"] == KIND and fetched["spec"]["roles"] == ["objectstore_operator"]

@@ -13,11 +13,13 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import ovh
 import pytest
+import requests
 from ovh.exceptions import (
     APIError,
     BadParametersError,
@@ -26,6 +28,8 @@ from ovh.exceptions import (
     InvalidKey,
     InvalidResponse,
     NotCredential,
+    NotGrantedCall,
+    OAuth2FailureError,
     ResourceConflictError,
     ResourceNotFoundError,
 )
@@ -57,9 +61,9 @@ def start_sandbox(background: BackgroundLoop, monkeypatch: pytest.MonkeyPatch) -
     """Start sandboxes with the given options on the background loop; python-ovh accepts their URLs."""
     started: list[OVHSandbox] = []
 
-    def start(**options: Any) -> OVHSandbox:
+    def start(tls: bool = False, **options: Any) -> OVHSandbox:
         sandbox = OVHSandbox(**options)
-        background.run(sandbox.start())
+        background.run(sandbox.start(tls=tls))
         started.append(sandbox)
         monkeypatch.setitem(ovh.client.ENDPOINTS, sandbox.url, sandbox.url)
         return sandbox
@@ -134,8 +138,16 @@ def test_identity_and_env(sandbox: OVHSandbox) -> None:
         "OVH_SERVICE_NAME": sandbox.service_name,
     }
     assert len({credentials.application_key, credentials.application_secret, credentials.consumer_key}) == 3
+    assert sandbox.env(oauth2=True) == {
+        "OVH_ENDPOINT": sandbox.url,
+        "OVH_CLIENT_ID": sandbox.oauth2.client_id,
+        "OVH_CLIENT_SECRET": sandbox.oauth2.client_secret,
+        "OVH_SERVICE_NAME": sandbox.service_name,
+    }
+    assert sandbox.token_url == sandbox.url.removesuffix("/1.0") + "/auth/oauth2/token"
     assert OVHSandbox(service_name="p1").service_name == "p1"
-    assert OVHSandbox().url == "http://ovh-sandbox.invalid/1.0"  # not started: the in-process endpoint
+    assert OVHSandbox().url == "https://ovh-sandbox.invalid/1.0"  # not started: the in-process endpoint
+    assert OVHSandbox(name="other").url == "https://other.invalid/1.0"
 
 
 def test_signed_call_lists_the_project(sandbox: OVHSandbox, client: ovh.Client) -> None:
@@ -209,6 +221,135 @@ async def test_serves_from_the_running_loop(monkeypatch: pytest.MonkeyPatch) -> 
         assert await asyncio.to_thread(client.get, "/cloud/project") == [sandbox.service_name]
     finally:
         await sandbox.stop()
+
+
+# -- several projects and credentials ---------------------------------------------------------------------
+
+
+def test_an_account_with_two_projects_keeps_them_apart(sandbox: OVHSandbox, client: ovh.Client,
+                                                       connect: Connect) -> None:
+    second = sandbox.add_project()
+    assert sorted(client.get("/cloud/project")) == sorted([sandbox.service_name, second.service_name])
+    first_user = create_user(client, f"/cloud/project/{sandbox.service_name}")
+    second_user = create_user(client, f"/cloud/project/{second.service_name}")
+    assert first_user["id"] == second_user["id"]  # ids are per project
+    assert [u["id"] for u in sandbox.project.users()] == [first_user["id"]] == [u["id"] for u in second.users()]
+    with pytest.raises(ResourceNotFoundError, match="serviceName"):
+        client.get("/cloud/project/0123456789abcdef0123456789abcdef/user")
+
+    # A consumer key for the second project only, as the operator's access rules give it.
+    keys = sandbox.add_consumer_key([("GET", "/cloud/project/{service}/user")], second.service_name)
+    limited = connect(consumer_key=keys.consumer_key)
+    assert [u["id"] for u in limited.get(f"/cloud/project/{second.service_name}/user")] == [second_user["id"]]
+    with pytest.raises(NotGrantedCall):
+        limited.get(f"/cloud/project/{sandbox.service_name}/user")
+    renewed = sandbox.revoke_consumer_key(keys.consumer_key)
+    with pytest.raises(InvalidCredential):
+        limited.get(f"/cloud/project/{second.service_name}/user")
+    assert connect(consumer_key=renewed.consumer_key).get(f"/cloud/project/{second.service_name}/user")
+    assert client.get("/cloud/project")  # the sandbox's own key is another one
+
+
+# -- OAuth2 -----------------------------------------------------------------------------------------------
+
+
+def token_request(sandbox: OVHSandbox, form: dict[str, str] | str, **kwargs: Any) -> requests.Response:
+    """A request to the token endpoint, in-process."""
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **kwargs.pop("headers", {})}
+    return sandbox.session().post(sandbox.token_url, data=form, headers=headers, timeout=5, **kwargs)
+
+
+def test_the_token_endpoint_follows_the_client_credentials_grant() -> None:
+    sandbox = OVHSandbox(token_lifetime=120)
+    client = sandbox.oauth2
+    grant = {"grant_type": "client_credentials", "scope": "all"}
+    basic = token_request(sandbox, grant, auth=(client.client_id, client.client_secret))
+    assert basic.status_code == 200 and basic.headers["Cache-Control"] == "no-store"
+    token = basic.json()
+    assert token.keys() == {"access_token", "token_type", "expires_in", "scope"}
+    assert (token["token_type"], token["expires_in"], token["scope"]) == ("Bearer", 120, "all")
+    in_body = token_request(sandbox, {**grant, "client_id": client.client_id, "client_secret": client.client_secret})
+    assert in_body.status_code == 200 and in_body.json()["access_token"] != token["access_token"]
+    api = sandbox.session().get(f"{sandbox.url}/cloud/project", timeout=5,
+                                headers={"Authorization": f"Bearer {token['access_token']}"})
+    assert api.status_code == 200 and api.json() == [sandbox.service_name]
+
+
+@pytest.mark.parametrize(("form", "auth", "status", "error"), [
+    ({"grant_type": "client_credentials", "scope": "all"}, ("unknown", "x"), 401, "invalid_client"),
+    ({"grant_type": "client_credentials", "scope": "all"}, "wrong secret", 401, "invalid_client"),
+    ({"grant_type": "client_credentials", "scope": "all"}, None, 401, "invalid_client"),
+    ({"grant_type": "client_credentials", "scope": "all", "client_id": "body"}, "basic", 400, "invalid_request"),
+    ({"grant_type": "password", "scope": "all"}, "basic", 400, "unsupported_grant_type"),
+    ({"grant_type": "client_credentials", "scope": "me"}, "basic", 400, "invalid_scope"),
+    ('{"grant_type": "client_credentials"}', "basic", 400, "invalid_request"),
+])
+def test_the_token_endpoint_refuses_what_oauth2_refuses(form: dict[str, str] | str, auth: Any, status: int,
+                                                         error: str) -> None:
+    sandbox = OVHSandbox()
+    client = sandbox.oauth2
+    auth = {"basic": (client.client_id, client.client_secret),
+            "wrong secret": (client.client_id, "x" * 32)}.get(auth, auth) if isinstance(auth, str) else auth
+    headers = {"Content-Type": "application/json"} if isinstance(form, str) else {}
+    answer = token_request(sandbox, form, auth=auth, headers=headers)
+    assert answer.status_code == status
+    assert answer.json()["error"] == error and answer.json()["error_description"]
+    if error == "invalid_client":  # python-ovh's tests replay this answer of OVH's
+        assert answer.json()["error_description"] == "ovhcloud oauth2 client does not exists"
+        assert ("WWW-Authenticate" in answer.headers) is (auth is not None)
+    assert sandbox.tokens_granted() == 0
+    assert token_request(sandbox, {}, auth=auth, headers=headers).status_code != 200
+    assert sandbox.session().get(sandbox.token_url, timeout=5).status_code == 405
+
+
+def test_bearer_tokens_are_refused_once_ended_and_checked_against_the_rules() -> None:
+    sandbox = OVHSandbox()
+    token = token_request(sandbox, {"grant_type": "client_credentials", "scope": "all"},
+                          auth=(sandbox.oauth2.client_id, sandbox.oauth2.client_secret)).json()["access_token"]
+    session = sandbox.session()
+
+    def call(path: str, bearer: str = token) -> requests.Response:
+        return session.get(f"{sandbox.url}{path}", headers={"Authorization": f"Bearer {bearer}"}, timeout=5)
+
+    assert call("/cloud/project").status_code == 200
+    assert call("/cloud/project", "forged").status_code == 401
+    limited = sandbox.add_oauth2_client([("GET", "/cloud/project/{service}/user")])
+    narrow = token_request(sandbox, {"grant_type": "client_credentials", "scope": "all"},
+                           auth=(limited.client_id, limited.client_secret)).json()["access_token"]
+    assert call("/cloud/project", narrow).json()["errorCode"] == "NOT_GRANTED_CALL"
+    assert sandbox.expire_tokens() == 2
+    ended = call("/cloud/project")
+    assert ended.status_code == 401
+    assert ended.json() == {"class": "Client::Unauthorized", "message": "The access token is invalid or has expired"}
+    assert ended.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    rotated = sandbox.rotate_oauth2_secret(sandbox.oauth2.client_id)
+    refused = token_request(sandbox, {"grant_type": "client_credentials", "scope": "all"},
+                            auth=(sandbox.oauth2.client_id, sandbox.oauth2.client_secret))
+    assert refused.status_code == 401 and rotated.client_secret != sandbox.oauth2.client_secret
+
+
+def test_python_ovh_gets_tokens_over_https(start_sandbox: Callable[..., OVHSandbox],
+                                           monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    sandbox = start_sandbox(tls=True)
+    assert sandbox.url.startswith("https://") and sandbox.ca_pem is not None
+    (tmp_path / "ca.pem").write_bytes(sandbox.ca_pem)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
+    monkeypatch.setitem(ovh.client.OAUTH2_TOKEN_URLS, sandbox.url, sandbox.token_url)
+    client = ovh.Client(endpoint=sandbox.url, client_id=sandbox.oauth2.client_id,
+                        client_secret=sandbox.oauth2.client_secret, timeout=5)
+    assert client.get("/cloud/project") == [sandbox.service_name]
+    assert client.get(f"/cloud/project/{sandbox.service_name}/user") == []
+    assert [(c.method, c.path, c.status) for c in sandbox.calls()] == [
+        ("POST", "/auth/oauth2/token", 200), ("GET", "/cloud/project", 200),
+        ("GET", f"/cloud/project/{sandbox.service_name}/user", 200)]
+    # python-ovh renews a token only once its expires_in has passed: one OVH ends earlier is refused.
+    sandbox.expire_tokens()
+    with pytest.raises(APIError) as refused:
+        client.get("/cloud/project")
+    assert status_of(refused.value) == 401
+    wrong = ovh.Client(endpoint=sandbox.url, client_id=sandbox.oauth2.client_id, client_secret="x" * 32, timeout=5)
+    with pytest.raises(OAuth2FailureError, match="invalid_client"):
+        wrong.get("/cloud/project")
 
 
 # -- users ------------------------------------------------------------------------------------------------

@@ -170,3 +170,41 @@ def test_a_namespace_gets_the_union_of_the_policies_that_select_it() -> None:
     index.set_namespace({"metadata": {"name": "b", "labels": {"team": "a"}}})  # relabelled
     assert index.allowance("b").policies == ("reads",)
     assert AccessIndex("allow").allowance("b") == ALLOW_ANY_BUCKET
+
+
+def policy(name: str, **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "spec": {"namespaceSelector": {}, **spec}}
+
+
+@pytest.mark.parametrize(("policies", "default", "named"), [
+    ([policy("legacy")], True, ()),  # written before OVHProjects: the operator's own project only
+    ([policy("listed", projects=["team-a-*"])], False, ("team-a-prod", "team-a-x")),  # listed means only those
+    ([policy("both", projects=["team-a-*"], defaultProject=True)], True, ("team-a-prod", "team-a-x")),
+    ([policy("none", defaultProject=False)], False, ()),
+    ([policy("legacy"), policy("listed", projects=["team-a-?"])], True, ("team-a-x",)),  # the union
+    ([], True, ()),  # no policy selects the namespace: default access deny allows no role anyway
+])
+def test_which_projects_a_namespace_may_use(policies: list[dict[str, Any]], default: bool,
+                                            named: tuple[str, ...]) -> None:
+    index = AccessIndex()
+    index.replace(policies, [{"metadata": {"name": "ns"}}])
+    allowance = index.allowance("ns")
+    assert allowance.allows_project("") is default
+    for name in ("team-a-prod", "team-a-x", "team-b-prod"):
+        assert allowance.allows_project(name) is (name in named)
+    assert AccessIndex("allow").allowance("ns").allows_project("") is True
+    assert AccessIndex("allow").allowance("ns").allows_project("team-a-prod") is False
+
+
+def test_a_project_the_namespace_may_not_use_allows_nothing_at_all() -> None:
+    allowance = Allowance(policies=("p",), buckets=TEAM_A.buckets, roles=TEAM_A.roles, regions=("*",),
+                          raw_policy=True, projects=("team-a-*",), default_project=False)
+    spec = parse_spec({"projectRef": {"name": "team-b-prod"}, "grants": [{"bucket": "team-a-x", "access": "read"}],
+                       "policy": {"Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"],
+                                                 "Resource": ["arn:aws:s3:::team-a-x/*"]}]}})
+    result = check(spec, "gra", allowance)
+    assert result.problems == ("project team-b-prod (spec.projectRef)",)
+    assert (result.grants, result.roles, result.policy) == ((), (), {"Statement": []})
+    assert verdict({"grants": [{"bucket": "team-a-x", "access": "read"}]}, allowance) == (
+        "the operator's own project (no spec.projectRef; name an OVHProject the namespace may use)",)
+    assert verdict({"projectRef": {"name": "team-a-prod"}}, allowance) == ()

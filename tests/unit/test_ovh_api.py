@@ -3,12 +3,14 @@
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import ovh.client as ovh_client
 import ovh.exceptions as ovh_errors
 import pytest
 import requests
 from pytest_mock import MockerFixture
 
 from ovh_s3_operator.config import Settings
+from ovh_s3_operator.credentials import Credentials
 from ovh_s3_operator.errors import (
     OVHConflict,
     OVHCredentialsMissing,
@@ -83,14 +85,14 @@ def test_retry_after_reads_seconds_and_dates() -> None:
 
 async def test_call_retries_429_then_succeeds(mocker: MockerFixture, executor: ThreadPoolExecutor) -> None:
     client = OVHClient(settings(), executor)
-    call = mocker.patch.object(client._client, "call", side_effect=[api_error(429), api_error(502), ["p1"]])
+    call = mocker.patch.object(client.connection.client, "call", side_effect=[api_error(429), api_error(502), ["p1"]])
     assert await client.list_projects() == ["p1"]
     assert call.call_count == 3
 
 
 async def test_call_gives_up_after_max_attempts(mocker: MockerFixture, executor: ThreadPoolExecutor) -> None:
     client = OVHClient(settings(ovh_max_attempts=3), executor)
-    call = mocker.patch.object(client._client, "call", side_effect=api_error(503))
+    call = mocker.patch.object(client.connection.client, "call", side_effect=api_error(503))
     with pytest.raises(OVHUnavailable, match=r"OVH answered GET /cloud/project with HTTP 503 3 times"):
         await client.list_projects()
     assert call.call_count == 3
@@ -99,7 +101,7 @@ async def test_call_gives_up_after_max_attempts(mocker: MockerFixture, executor:
 async def test_create_is_not_repeated_after_an_ambiguous_failure(
         mocker: MockerFixture, executor: ThreadPoolExecutor) -> None:
     client = OVHClient(settings(), executor)
-    call = mocker.patch.object(client._client, "call", side_effect=api_error(502))
+    call = mocker.patch.object(client.connection.client, "call", side_effect=api_error(502))
     with pytest.raises(OVHUnavailable, match=r"with HTTP 502; the operator keeps retrying"):  # not "5 times"
         await client.create_user("d", ("objectstore_operator",))
     assert call.call_count == 1
@@ -117,7 +119,7 @@ async def test_create_is_not_repeated_after_an_ambiguous_failure(
 async def test_errors_are_translated(mocker: MockerFixture, executor: ThreadPoolExecutor, exc: Exception,
                                      error: type[Exception], message: str) -> None:
     client = OVHClient(settings(), executor)
-    call = mocker.patch.object(client._client, "call", side_effect=exc)
+    call = mocker.patch.object(client.connection.client, "call", side_effect=exc)
     with pytest.raises(error, match=message):
         await client.list_users()
     assert call.call_count == 1
@@ -125,7 +127,7 @@ async def test_errors_are_translated(mocker: MockerFixture, executor: ThreadPool
 
 async def test_404_means_absent(mocker: MockerFixture, executor: ThreadPoolExecutor) -> None:
     client = OVHClient(settings(), executor)
-    mocker.patch.object(client._client, "call", side_effect=api_error(404, ovh_errors.ResourceNotFoundError))
+    mocker.patch.object(client.connection.client, "call", side_effect=api_error(404, ovh_errors.ResourceNotFoundError))
     assert await client.get_user(7) is None
     assert await client.get_policy(7) is None
     with pytest.raises(OVHNotFound, match="OVH answered 404 to GET /cloud/project/p1/user/7/s3Credentials"):
@@ -143,7 +145,7 @@ async def test_missing_credentials_fail_every_call(executor: ThreadPoolExecutor)
 
 async def test_service_name_defaults_to_the_only_project(mocker: MockerFixture, executor: ThreadPoolExecutor) -> None:
     client = OVHClient(settings(OVH_SERVICE_NAME=None), executor)
-    call = mocker.patch.object(client._client, "call", side_effect=[["abc"], []])
+    call = mocker.patch.object(client.connection.client, "call", side_effect=[["abc"], []])
     assert await client.list_users() == []
     assert call.call_args_list[1].args[:2] == ("GET", "/cloud/project/abc/user")
 
@@ -151,33 +153,62 @@ async def test_service_name_defaults_to_the_only_project(mocker: MockerFixture, 
 async def test_service_name_required_with_several_projects(
         mocker: MockerFixture, executor: ThreadPoolExecutor) -> None:
     client = OVHClient(settings(OVH_SERVICE_NAME=None), executor)
-    mocker.patch.object(client._client, "call", return_value=["a", "b"])
+    mocker.patch.object(client.connection.client, "call", return_value=["a", "b"])
     with pytest.raises(OVHProjectError, match=r"has 2 cloud projects \(a, b\); set OVH_SERVICE_NAME"):
         await client.list_users()
 
 
 async def test_user_listing_can_be_shared(mocker: MockerFixture, executor: ThreadPoolExecutor) -> None:
     client = OVHClient(settings(), executor)
-    call = mocker.patch.object(client._client, "call", return_value=[])
+    call = mocker.patch.object(client.connection.client, "call", return_value=[])
     await client.list_users(max_age=60)
     await client.list_users(max_age=60)
     await client.list_users()
     assert call.call_count == 2
 
 
+def build(**overrides: Any) -> Any:
+    return build_client(Credentials.from_settings(settings(**overrides)), 5.0)
+
+
+OAUTH2 = {"OVH_APPLICATION_KEY": None, "OVH_APPLICATION_SECRET": None, "OVH_CONSUMER_KEY": None,
+          "OVH_CLIENT_ID": "cid", "OVH_CLIENT_SECRET": "csecret"}
+
+
 def test_oauth2_credentials_build_an_oauth2_client() -> None:
-    client = build_client(settings(OVH_ENDPOINT="ovh-eu", OVH_APPLICATION_KEY=None, OVH_APPLICATION_SECRET=None,
-                                   OVH_CONSUMER_KEY=None, OVH_CLIENT_ID="cid", OVH_CLIENT_SECRET="csecret"))
-    assert client._oauth2 is not None
+    client = build(OVH_ENDPOINT="ovh-eu", **OAUTH2)
+    assert client._oauth2.token_url == "https://www.ovh.com/auth/oauth2/token"  # python-ovh's, for ovh-eu
     assert client._application_key is None
 
 
-def test_oauth2_needs_a_known_endpoint() -> None:
+def test_oauth2_at_a_url_asks_for_tokens_beside_the_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ovh_client, "ENDPOINTS", dict(ovh_client.ENDPOINTS))
+    monkeypatch.setattr(ovh_client, "OAUTH2_TOKEN_URLS", dict(ovh_client.OAUTH2_TOKEN_URLS))
+    client = build(OVH_ENDPOINT="https://proxy.example/ovh/1.0", **OAUTH2)
+    assert client._oauth2.token_url == "https://proxy.example/ovh/auth/oauth2/token"
+
+
+def test_oauth2_needs_an_endpoint_with_a_token_url() -> None:
     with pytest.raises(OVHCredentialsMissing, match="OAuth2 authentication is not compatible"):
-        build_client(settings(OVH_APPLICATION_KEY=None, OVH_APPLICATION_SECRET=None, OVH_CONSUMER_KEY=None,
-                              OVH_CLIENT_ID="cid", OVH_CLIENT_SECRET="csecret"))
+        build(OVH_ENDPOINT="kimsufi-eu", **OAUTH2)
 
 
 def test_unknown_endpoint_name_is_reported() -> None:
     with pytest.raises(OVHCredentialsMissing, match="OVH_ENDPOINT 'ovh-mars' is neither a URL"):
-        build_client(settings(OVH_ENDPOINT="ovh-mars"))
+        build(OVH_ENDPOINT="ovh-mars")
+
+
+def test_credentials_never_mix_with_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # python-ovh fills what it is not given from OVH_* variables: an OVHProject's keys must not meet the
+    # operator's own service account there (nor the other way round).
+    monkeypatch.setenv("OVH_CLIENT_ID", "env-cid")
+    monkeypatch.setenv("OVH_CLIENT_SECRET", "env-csecret")
+    monkeypatch.setenv("OVH_APPLICATION_KEY", "env-ak")
+    application = build_client(Credentials.from_values("ovh-eu", {"OVH_APPLICATION_KEY": "ak",
+                                                                  "OVH_APPLICATION_SECRET": "as",
+                                                                  "OVH_CONSUMER_KEY": "ck"}, "Secret ns/s"), 5.0)
+    assert (application._application_key, application._client_id, application._oauth2) == ("ak", None, None)
+    oauth2 = build_client(Credentials.from_values("ovh-eu", {"OVH_CLIENT_ID": "cid", "OVH_CLIENT_SECRET": "cs"},
+                                                  "Secret ns/s"), 5.0)
+    assert (oauth2._client_id, oauth2._application_key) == ("cid", None)
+    assert ovh_client.config.ConfigurationManager().get("ovh-eu", "client_id") == "env-cid"  # python-ovh as it was

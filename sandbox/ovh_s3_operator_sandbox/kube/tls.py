@@ -43,11 +43,12 @@ class Certificates:
         return context
 
 
-def make_certificates(host: str = "127.0.0.1") -> Certificates:
+def make_certificates(host: str = "127.0.0.1", server: str = "kube-apiserver") -> Certificates:
+    """A CA (named after ``server``) and a certificate for ``server`` at ``host`` (and localhost)."""
     now = datetime.datetime.now(datetime.UTC)
     validity = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1))
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-sandbox-ca")])
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{server}-sandbox-ca")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
           .serial_number(x509.random_serial_number()).not_valid_before(validity[0]).not_valid_after(validity[1])
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -62,7 +63,7 @@ def make_certificates(host: str = "127.0.0.1") -> Certificates:
     except ValueError:
         names.append(x509.DNSName(host))
     cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, server)]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(validity[0]).not_valid_after(validity[1])
             .add_extension(x509.SubjectAlternativeName(names), critical=False)

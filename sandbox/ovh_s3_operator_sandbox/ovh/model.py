@@ -68,6 +68,7 @@ puts a user in ``disabled`` or ``updating``: when and how OVH does is not docume
 _ALNUM = string.ascii_letters + string.digits
 _ERROR_CLASSES = {
     400: "Client::BadRequest",
+    401: "Client::Unauthorized",
     403: "Client::Forbidden",
     404: "Client::NotFound",
     405: "Client::MethodNotAllowed",

@@ -86,7 +86,8 @@ watched namespace.
   resources: [ovhobjectstorageusers/status]
   verbs: [patch]
 # The credentials Secrets. Only Secrets labelled as managed by the operator are watched; others are
-# read as metadata only (PartialObjectMetadata), to find out whether a name is taken.
+# read as metadata only (PartialObjectMetadata), to find out whether a name is taken. The Secrets of
+# OVHProjects are read (get) in the operator's own namespace only (the operator checks where they are).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, list, watch, create, patch, delete]
@@ -101,6 +102,13 @@ watched namespace.
 - apiGroups: [s3.ovh-operator.dev]
   resources: [ovhobjectstorageaccesspolicies]
   verbs: [get, list, watch]
+# The OVHProjects (cluster-scoped): read them, report whether their credentials work.
+- apiGroups: [s3.ovh-operator.dev]
+  resources: [ovhprojects]
+  verbs: [get, list, watch]
+- apiGroups: [s3.ovh-operator.dev]
+  resources: [ovhprojects/status]
+  verbs: [patch]
 # Namespace labels select access policies; the uid of kube-system identifies this cluster's OVH
 # users; kopf follows namespaces and CRDs appearing at runtime.
 - apiGroups: [""]
