@@ -199,15 +199,15 @@ def test_editing_a_secret_in_a_loop_costs_bounded_ovh_calls(cluster: World) -> N
     secret_reads = len([c for c in cluster.stack.ovh.calls() if c.path.endswith("/secret")])
     started = time.monotonic()
     edits = 0
-    while time.monotonic() - started < 3:  # a tenant rewriting its Secret as fast as it can
+    while time.monotonic() - started < 2:  # a tenant rewriting its Secret as fast as it can
         cluster.core.patch_namespaced_secret("noisy-s3", "team-b", {"data": {
             "AWS_SECRET_ACCESS_KEY": base64.b64encode(f"x{edits}".encode()).decode()}})
         edits += 1
         if edits == 5:
             cluster.create("newcomer", {"grants": [{"bucket": "team-a-new", "access": "read"}]})
     restores = len([c for c in cluster.stack.ovh.calls() if c.path.endswith("/secret")]) - secret_reads
-    assert edits > 20
-    assert restores <= 5  # at once, then after 1, 2, 4 s…: not one OVH read per edit
+    assert edits > 10
+    assert restores <= 4  # at once, then after 1, 2 s…: not one OVH read per edit
     cluster.wait_ready("newcomer")  # the other namespace's new resource was not held up
     [user] = cluster.ovh_users(cluster.get("noisy", "team-b")["metadata"]["uid"])  # type: ignore[index]
     wait_for(lambda: (cluster.secret_values("noisy-s3", "team-b") or {}).get("AWS_SECRET_ACCESS_KEY")
