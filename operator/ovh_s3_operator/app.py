@@ -20,7 +20,7 @@ from .access_policy import AccessIndex
 from .activation import ActivationEstimate
 from .config import Settings
 from .controller import Controller
-from .errors import KubernetesAPIError
+from .errors import KubernetesAPIError, OperatorError
 from .kube_api import EventRecorder, KubeClient, new_api_client
 from .leader import LeaderElector
 from .ovh_api import OVHClient
@@ -95,6 +95,17 @@ class App:
         async def sweep_orphans() -> None:
             await orphans.sweep(ctx)
 
+        async def warm_up() -> None:
+            """Read OVH's clock and the project's roles as soon as the controller starts, so that the first
+            new resources do not wait for them (and bad credentials show in the log at once)."""
+            if ovh.configuration_error is not None:
+                return
+            try:
+                await ovh.list_roles()
+            except OperatorError as error:
+                logger.warning("Cannot reach the operator's OVH project yet: %s", error.message)
+
+        controller.run_while_started(warm_up, "OVH warm-up")
         controller.every(settings.access_resync_interval, resync_access, "access policy resync")
         controller.every(settings.project_resync_interval, projects.resync, "OVHProject resync")
         controller.run_while_started(projects.run, "OVHProject checks")

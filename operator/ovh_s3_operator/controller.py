@@ -280,7 +280,7 @@ class Controller:
         self._jobs.append((loop, name))
 
     def run_while_started(self, job: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
-        """Run ``job`` (a loop that never returns) for as long as the controller runs."""
+        """Run ``job`` (a loop, or something to do once) when the controller starts; cancel it when it stops."""
         self._jobs.append((job, name))
 
     async def start(self) -> None:

@@ -5,9 +5,13 @@
 * **Fair.** Callers waiting for a token are served round-robin by tenant (the namespace of the
   resource being reconciled, from :data:`TENANT`), so one namespace with many busy resources
   delays another namespace's call by at most one call per waiting namespace.
-* **AIMD.** A 429 halves the rate (down to 1/20 of the configured one) and empties the bucket; the
-  rate then grows back linearly to the configured one over ``recovery`` seconds. A setting that is
-  too high for the account corrects itself instead of earning 429s over and over.
+* **Headroom.** The sustained rate is ``HEADROOM`` (95 %) of the configured one: calls leave at an even
+  pace but reach OVH with jitter (threads, the network), and at exactly OVH's own rate its bucket would
+  have nothing to absorb it with.
+* **AIMD.** A 429 cuts the rate by a quarter (down to 1/20 of the configured one) and empties the
+  bucket; the rate then grows back linearly to the configured one over ``recovery`` seconds. A
+  setting that is too high for the account corrects itself instead of earning 429s over and over,
+  while a rare 429 costs about a second of calls.
 * **Pause.** ``pause(seconds)`` (a ``Retry-After`` from OVH) holds every caller, not only the
   refused one.
 """
@@ -24,14 +28,16 @@ TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="
 """Who the current task calls OVH for: the namespace of the resource being reconciled."""
 
 MIN_RATE_SHARE = 0.05
+HEADROOM = 0.95
+DECREASE = 0.75
 
 
 class RateLimiter:
-    def __init__(self, rate: float, burst: int, *, recovery: float = 60.0,
+    def __init__(self, rate: float, burst: int, *, recovery: float = 30.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.configured_rate = rate
+        self.configured_rate = rate * HEADROOM
         self.burst = float(max(1, burst))
-        self.rate = rate
+        self.rate = self.configured_rate
         self._recovery = recovery
         self._clock = clock
         self._tokens = self.burst
@@ -58,7 +64,7 @@ class RateLimiter:
         pause = self._paused_until - self._clock()
         if pause > 0:
             return pause
-        return 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.rate
+        return 0.0 if self._tokens >= 1 - 1e-9 else (1 - self._tokens) / self.rate  # (float rounding)
 
     @property
     def waiting(self) -> int:
@@ -67,9 +73,9 @@ class RateLimiter:
     # --- feedback from OVH ---------------------------------------------------------------------
 
     def throttled(self) -> None:
-        """OVH answered 429: halve the rate and empty the bucket."""
+        """OVH answered 429: slow down and empty the bucket."""
         self._refill()
-        self.rate = max(self.configured_rate * MIN_RATE_SHARE, self.rate / 2)
+        self.rate = max(self.configured_rate * MIN_RATE_SHARE, self.rate * DECREASE)
         self._tokens = min(self._tokens, 0.0)
         self.throttled_count += 1
 

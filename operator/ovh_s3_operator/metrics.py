@@ -25,7 +25,7 @@ LIMITER_WAIT = Histogram("ovh_s3_operator_ovh_rate_limiter_wait_seconds",
                          "Time OVH calls waited for the client-side rate limiter, by project", ["project"],
                          buckets=(0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
 THROTTLED = Counter("ovh_s3_operator_ovh_throttled",
-                    "OVH answers 429 Too Many Requests (the rate of those credentials is halved), by project",
+                    "OVH answers 429 Too Many Requests (the calls of those credentials slow down), by project",
                     ["project"])
 DRIFT_REPAIRS = Counter("ovh_s3_operator_drift_repairs",
                         "Changes made outside the operator that it repaired, by what (user, policy, key, secret, "

@@ -10,7 +10,7 @@ import asyncio
 import pytest
 from pytest_mock import MockerFixture
 
-from ovh_s3_operator.limiter import MIN_RATE_SHARE, TENANT, RateLimiter
+from ovh_s3_operator.limiter import DECREASE, HEADROOM, MIN_RATE_SHARE, TENANT, RateLimiter
 
 
 class Clock:
@@ -46,7 +46,8 @@ async def test_a_burst_goes_at_once_then_the_sustained_rate(clock: Clock) -> Non
     await asyncio.gather(*(take(limiter, "a", served, clock) for _ in range(9)))
     times = [at - 1000.0 for _, at in served]
     assert times[:5] == [0.0] * 5
-    assert times[5:] == pytest.approx([0.5, 1.0, 1.5, 2.0])
+    spacing = 1 / (2.0 * HEADROOM)  # a little under the configured rate, so that jitter earns no 429
+    assert times[5:] == pytest.approx([spacing, 2 * spacing, 3 * spacing, 4 * spacing])
 
 
 async def test_waiting_callers_take_turns_by_tenant(clock: Clock) -> None:
@@ -61,20 +62,21 @@ async def test_waiting_callers_take_turns_by_tenant(clock: Clock) -> None:
     assert order[:5] == ["busy", "busy", "quiet", "busy", "quiet"]
 
 
-async def test_a_429_halves_the_rate_which_then_recovers(clock: Clock) -> None:
+async def test_a_429_slows_down_and_the_rate_then_recovers(clock: Clock) -> None:
     limiter = RateLimiter(rate=10.0, burst=10, recovery=60.0, clock=clock)
+    full = 10.0 * HEADROOM
     limiter.throttled()
-    assert limiter.rate == 5.0
+    assert limiter.rate == pytest.approx(full * DECREASE)
     assert limiter.throttled_count == 1
-    for _ in range(10):
+    for _ in range(20):
         limiter.throttled()
-    assert limiter.rate == pytest.approx(10.0 * MIN_RATE_SHARE)  # never below the floor
+    assert limiter.rate == pytest.approx(full * MIN_RATE_SHARE)  # never below the floor
     clock.now += 30
     limiter._refill()
-    assert limiter.rate == pytest.approx(0.5 + 30 * 10.0 / 60.0)
+    assert limiter.rate == pytest.approx(full * MIN_RATE_SHARE + 30 * full / 60.0)
     clock.now += 60
     limiter._refill()
-    assert limiter.rate == 10.0
+    assert limiter.rate == pytest.approx(full)
 
 
 async def test_a_429_empties_the_bucket(clock: Clock) -> None:
@@ -82,7 +84,7 @@ async def test_a_429_empties_the_bucket(clock: Clock) -> None:
     limiter.throttled()
     served: list[tuple[str, float]] = []
     await take(limiter, "a", served, clock)
-    assert served[0][1] - 1000.0 == pytest.approx(2.0)  # one token at the halved rate, no burst left
+    assert served[0][1] - 1000.0 == pytest.approx(1 / (HEADROOM * DECREASE))  # one token at the lower rate
 
 
 async def test_a_pause_holds_every_caller(clock: Clock) -> None:
