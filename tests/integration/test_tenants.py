@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 
+from ovh_s3_operator_sandbox.policies import ALLOW_EVERYTHING
 from ovh_s3_operator_sandbox.stack import wait_for
 
 from .conftest import FAILED, World, running_world
@@ -214,8 +215,20 @@ def test_editing_a_secret_in_a_loop_costs_bounded_ovh_calls(cluster: World) -> N
              == user["credentials"][0]["secret"], 30, what="the Secret to be restored in the end")
 
 
+RETAINING = {"retaining": {**ALLOW_EVERYTHING["everything"], "allowRetain": True}}
+
+
+@pytest.mark.parametrize("world", [{"access": RETAINING}], indirect=True)
 def test_an_orphan_left_by_a_finalizer_removed_by_hand_is_swept(world: World) -> None:
+    """…while a user retained by deletionPolicy: Retain, and one made by hand, are left alone."""
     world.start_operator({**FAST, "OVH_S3_OPERATOR_ORPHAN_SWEEP_INTERVAL": "1", "OVH_S3_OPERATOR_ORPHAN_GRACE": "0"})
+    kept = world.create("kept", {"grants": [{"bucket": "orphan-bucket", "access": "read"}], "deletionPolicy": "Retain"})
+    kept_key = world.wait_ready("kept")["status"]["accessKeyId"]
+    world.delete("kept")
+    world.wait_gone("kept")
+    [retained] = world.ovh_users(kept["metadata"]["uid"])
+    assert [c["access"] for c in retained["credentials"]] == [kept_key]
+    assert "UserRetained" in {e.reason for e in world.core.list_namespaced_event(world.namespace).items}
     obj = world.create("orphan", {"grants": [{"bucket": "orphan-bucket", "access": "read"}]})
     user_id = world.wait_ready("orphan")["status"]["userId"]
     stranger = world.stack.ovh.project.add_user("made by hand")
@@ -227,4 +240,5 @@ def test_an_orphan_left_by_a_finalizer_removed_by_hand_is_swept(world: World) ->
     world.restart_operator()
     wait_for(lambda: world.stack.ovh.project.user(user_id) is None, 30, what="the orphan to be swept")
     assert world.stack.ovh.project.user(stranger) is not None
+    assert world.ovh_users(kept["metadata"]["uid"]) == [retained]  # swept past, key and all
     assert "its resource team-a/orphan" in world.operator_log()
