@@ -10,7 +10,12 @@ neither its output nor the work to render it can grow without bound:
 * the only variables are :data:`VARIABLES`;
 * ``*``, ``**``, ``%``, ``join`` and ``replace`` are checked before they compute a long value, every
   filter's result is checked after, a loop runs over at most :data:`LOOP_ITEMS` items, and the output
-  stops at :data:`RENDERED_LENGTH` characters.
+  stops at :data:`RENDERED_LENGTH` characters;
+* the work is bounded too, whatever the values' sizes: every operator, filter, ``~``, attribute or
+  item lookup and loop item is charged (a fixed cost, plus the length of what it reads and makes) to
+  a budget of :data:`WORK_BUDGET` units per rendering, about a tenth of a second of CPU at most. The
+  budget counts operations, not time, so a template renders or is refused the same way on a busy
+  machine.
 
 Error messages name the line, never a value: Jinja's own messages for errors during rendering can
 quote parts of the values (a missing key is named by its value, which may be derived from the
@@ -19,8 +24,10 @@ secret), so only syntax errors and this module's messages are shown as they are.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import itertools
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -37,13 +44,25 @@ RENDERED_LENGTH = 32768
 """The longest text a template may render to (characters), and the longest value it may compute."""
 LOOP_ITEMS = 1000
 """The most items one loop may run over."""
+WORK_BUDGET = 2_000_000
+"""Work units one rendering may spend (see the module's docstring)."""
+_STEP = 32
+"""The units of one operation (a filter call, an operator, a lookup, a loop item), besides its lengths."""
+_PER_ITEM = 16
+"""The units of each item (character, element) a filter reads: filters handle items in Python."""
 FILTERS = ("capitalize", "count", "d", "default", "first", "int", "join", "last", "length", "list", "lower", "map",
            "reject", "replace", "reverse", "select", "sort", "string", "title", "tojson", "trim", "unique", "upper",
            "urlencode")
 """Jinja's filters that never make a value much longer than their input (``join`` and ``replace`` are
 checked before they run)."""
 
-_LOOP_FILTER = "loop items"  # not a name a template can write: loops only
+_LOOP_FILTER = "loop items"  # not names a template can write: loops and ~ only
+_CONCAT_FILTER = "concatenated"
+_COMPARE_FILTER = "compared"
+_COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gteq": operator.ge, "lt": operator.lt,
+    "lteq": operator.le, "in": lambda left, right: left in right, "notin": lambda left, right: left not in right}
+_BUDGET: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("template work budget", default=None)
 _TEMPLATE_FILE = "<template>"  # Jinja's file name for a template without one, in tracebacks
 _ALLOWED = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Const, nodes.Name, nodes.Tuple, nodes.List,
             nodes.Dict, nodes.Pair, nodes.Keyword, nodes.Getattr, nodes.Getitem, nodes.Slice, nodes.Filter, nodes.Test,
@@ -87,6 +106,19 @@ def _too_long(what: str) -> _Refused:
     return _Refused(f"{what} would be longer than {RENDERED_LENGTH} characters")
 
 
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, str | list | tuple | dict) else 1
+
+
+def _charge(units: int) -> None:
+    """Spend work units of the rendering under way."""
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget[0] -= units
+        if budget[0] < 0:
+            raise _Refused("takes too much work to render: use fewer or shorter values in loops and filters")
+
+
 def _check_length(value: Any) -> Any:
     if isinstance(value, str | list | tuple) and len(value) > RENDERED_LENGTH:
         raise _too_long("a filter's result")
@@ -98,7 +130,11 @@ def _bounded(function: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(function)
     def bounded(*args: Any, **kwargs: Any) -> Any:
-        return _check_length(function(*args, **kwargs))
+        _charge(_STEP + _PER_ITEM * sum(_size(arg) for arg in (*args, *kwargs.values())
+                                        if isinstance(arg, str | list | tuple | dict)))
+        result = _check_length(function(*args, **kwargs))
+        _charge(_size(result))
+        return result
 
     return bounded
 
@@ -108,6 +144,7 @@ def _join(value: Iterable[Any], d: str = "") -> str:
     items: list[str] = []
     for item in value:
         text = str(item)
+        _charge(_PER_ITEM + len(text))
         length += len(text) + (len(separator) if items else 0)
         if length > RENDERED_LENGTH:
             raise _too_long("join's result")
@@ -127,13 +164,31 @@ def _loop_items(value: Iterable[Any]) -> list[Any]:
     items = list(itertools.islice(value, LOOP_ITEMS + 1))
     if len(items) > LOOP_ITEMS:
         raise _Refused(f"a loop may run over at most {LOOP_ITEMS} items")
+    _charge(sum(_STEP + _size(item) for item in items))
     return items
+
+
+def _compared(values: list[Any], *operators: str) -> bool:
+    """``a == b``, ``a in b``, ``a < b < c``…, charged by the lengths compared (all operands are
+    evaluated first)."""
+    _charge(_STEP + sum(_size(value) for value in values))
+    return all(_COMPARISONS[op](left, right) for left, right, op in zip(values, values[1:], operators, strict=False))
+
+
+def _concatenated(items: list[Any]) -> str:
+    """``a ~ b ~ c``, charged and bounded like a filter."""
+    texts = [str(item) for item in items]
+    length = sum(len(text) for text in texts)
+    if length > RENDERED_LENGTH:
+        raise _too_long("a text joined with ~")
+    _charge(_STEP + 2 * length)
+    return "".join(texts)
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox, with the operators that can build long values checked first."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+", "-", "/", "//"})
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "%" and isinstance(left, str):
@@ -146,15 +201,30 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         if operator == "**" and isinstance(left, int) and isinstance(right, int) \
                 and right * abs(left).bit_length() > 4096:
             raise _Refused("a power would be too large a number")
-        return super().call_binop(context, operator, left, right)
+        _charge(_STEP + _size(left) + _size(right))
+        result = _check_length(super().call_binop(context, operator, left, right))
+        _charge(_size(result))
+        return result
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _charge(_STEP)
+        result = super().getitem(obj, argument)
+        _charge(_size(result))
+        return result
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _charge(_STEP)
+        return super().getattr(obj, attribute)
 
 
 def _environment() -> _Sandbox:
     environment = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, trim_blocks=True)
     environment.globals.clear()  # no range(), dict(), lipsum(), cycler(), joiner(), namespace()
     filters = {name: _bounded(JINJA_FILTERS[name]) for name in FILTERS}
-    filters |= {"join": _bounded(_join), "replace": _bounded(_replace), _LOOP_FILTER: _loop_items}
+    filters |= {"join": _bounded(_join), "replace": _bounded(_replace), _LOOP_FILTER: _loop_items,
+                _CONCAT_FILTER: _concatenated, _COMPARE_FILTER: _compared}
     environment.filters = filters
+    environment.tests = {name: _bounded(test) for name, test in environment.tests.items()}  # type: ignore[arg-type]
     return environment
 
 
@@ -178,6 +248,23 @@ def _check(node: nodes.Node, in_loop: bool = False) -> None:
         _check(child, in_loop or isinstance(node, nodes.For))
     if isinstance(node, nodes.For):  # checked: now bound the number of items
         node.iter = nodes.Filter(node.iter, _LOOP_FILTER, [], [], None, None, lineno=node.lineno)
+    for field in node.fields:  # and charge every ~ and comparison, which Python would run unseen
+        value = getattr(node, field)
+        if isinstance(value, list):
+            setattr(node, field, [_charged(item) for item in value])
+        else:
+            setattr(node, field, _charged(value))
+
+
+def _charged(node: Any) -> Any:
+    if isinstance(node, nodes.Concat):
+        return nodes.Filter(nodes.List(node.nodes, lineno=node.lineno), _CONCAT_FILTER, [], [], None, None,
+                            lineno=node.lineno)
+    if isinstance(node, nodes.Compare):
+        values = nodes.List([node.expr, *(operand.expr for operand in node.ops)], lineno=node.lineno)
+        operators: list[nodes.Expr] = [nodes.Const(operand.op, lineno=node.lineno) for operand in node.ops]
+        return nodes.Filter(values, _COMPARE_FILTER, operators, [], None, None, lineno=node.lineno)
+    return node
 
 
 @functools.lru_cache(maxsize=512)
@@ -189,13 +276,13 @@ def compile_template(source: str) -> Template:
         raise TemplateProblem((error.message or "syntax error").rstrip("."), error.lineno) from None
     except RecursionError:
         raise TemplateProblem("nested too deeply") from None
-    _check(tree)
-    unknown = sorted(meta.find_undeclared_variables(tree) - set(VARIABLES))
-    if unknown:
-        line = min(node.lineno for node in tree.find_all(nodes.Name) if node.name in unknown)
-        raise TemplateProblem(f"unknown variable {', '.join(repr(name) for name in unknown)}; "
-                              f"the variables are {', '.join(VARIABLES)}", line)
-    try:
+    try:  # the checks, the variables' walk and the compiler recurse: deep nesting ends each the same way
+        _check(tree)
+        unknown = sorted(meta.find_undeclared_variables(tree) - set(VARIABLES))
+        if unknown:
+            line = min(node.lineno for node in tree.find_all(nodes.Name) if node.name in unknown)
+            raise TemplateProblem(f"unknown variable {', '.join(repr(name) for name in unknown)}; "
+                                  f"the variables are {', '.join(VARIABLES)}", line)
         return _ENVIRONMENT.from_string(tree)
     except RecursionError:
         raise TemplateProblem("nested too deeply") from None
@@ -215,6 +302,7 @@ def render(template: Template, variables: Mapping[str, Any]) -> str:
     """Render with these variables; TemplateProblem (never quoting a value) if it fails or is too long."""
     rendered: list[str] = []
     length = 0
+    budget = _BUDGET.set([WORK_BUDGET])
     try:
         for chunk in template.generate(variables):
             length += len(chunk)
@@ -234,4 +322,6 @@ def render(template: Template, variables: Mapping[str, Any]) -> str:
     except Exception as error:  # its message could quote a value: only its kind is shown
         raise TemplateProblem(f"cannot be rendered ({type(error).__name__})",
                               _template_line(error.__traceback__)) from None
+    finally:
+        _BUDGET.reset(budget)
     return "".join(rendered)

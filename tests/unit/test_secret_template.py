@@ -83,6 +83,31 @@ def test_nothing_grows_without_bound(source: str, message: str) -> None:
     assert message in problem(source).text
 
 
+BIG = '"a" * 32768'
+LOOP = "{% for b in buckets * 500 %}"  # 1000 items
+
+
+@pytest.mark.parametrize("source", [
+    LOOP + "{{ (" + BIG + ')|map("upper")|join|length }}{% endfor %}',
+    LOOP + "{{ (" + " ~ ".join(['"a" * 1600'] * 20) + ")|length }}{% endfor %}",
+    LOOP + "{{ (" + BIG + ")|unique|list|length }}{% endfor %}",
+    "{% for s in [" + BIG + "] * 30 %}" + '{% if "ab" in s %}{% endif %}' * 250 + "{% endfor %}",
+    "{% for s in [" + BIG + "] * 30 %}" + "{% if s < s %}{% endif %}" * 250 + "{% endfor %}",
+    LOOP + "{% if name[0] %}{% endif %}" * 250 + "{% endfor %}",
+    "{% for s in ['" + "a" * 1000 + "'] * 1000 %}{% if (" + " ~ ".join(["s"] * 30) + ") %}{% endif %}{% endfor %}",
+], ids=["map", "concat", "unique", "in", "compare", "lookups", "loop-variable"])
+def test_the_work_is_bounded(source: str) -> None:
+    """Templates whose values all stay within bounds but whose rendering would take seconds of CPU."""
+    assert len(source) <= 8192
+    assert "takes too much work to render" in problem(source).text
+
+
+def test_a_long_loop_of_ordinary_work_renders() -> None:
+    source = ("{% for b in buckets * 250 %}{% if b != 'x' %}{{ (endpoint ~ '/' ~ b)|upper|length }}{% endif %}"
+              "{% endfor %}")
+    assert rendered(source) == "".join(str(len(f"{VARIABLES['endpoint']}/{b}")) for b in VARIABLES["buckets"]) * 250
+
+
 @pytest.mark.parametrize("source", [
     "{{ {}[secretAccessKey] }}",  # Jinja: "'dict object' has no attribute '<the secret>'"
     "{{ buckets[secretAccessKey] }}",
@@ -105,6 +130,7 @@ def test_errors_name_the_entry_and_the_line() -> None:
     assert syntax.line == 3 and syntax.text.startswith("Unexpected end of template. Jinja was looking for")
     assert problem("a\n\n{{ region ~ nope }}").line == 3
     assert "nested too deeply" in problem("{{" + "(" * 5000 + "1" + ")" * 5000 + "}}").text
+    assert "nested too deeply" in problem("{{ name" + "|d" * 1500 + " }}").text  # fine to parse, not to check
 
 
 def test_a_template_keeps_its_last_newline_and_blocks_their_lines() -> None:
