@@ -392,7 +392,8 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
     if spec.user_id is not None:
         user: OVHUser | Outcome = await _adopted_user(ctx, resource, status, spec.user_id, allowance.roles, journal)
     else:
-        user = await _ensure_user(ctx, resource, status, spec, journal, memory)
+        user = await _ensure_user(ctx, resource, status, spec, journal, memory, roles=verdict.roles,
+                                  refused=None if verdict.allowed else denied)
     if isinstance(user, Outcome):
         return user
     if memory.fresh_user != user.id and set(user.roles) != set(verdict.roles):
@@ -556,7 +557,10 @@ async def _check_adoptable(ctx: Context, resource: Resource, user: OVHUser, allo
 
 
 async def _ensure_user(ctx: Context, resource: Resource, status: StatusWriter, spec: Spec, journal: Journal,
-                       memory: Memory) -> OVHUser | Outcome:
+                       memory: Memory, *, roles: tuple[str, ...], refused: str | None) -> OVHUser | Outcome:
+    """The resource's OVH user: the recorded one, one a lost answer created, or a new one with ``roles``
+    (the allowed ones). ``refused``: why the spec is not allowed; an existing user is then shrunk by the
+    caller, but no new user is ever created for a spec that is not allowed (status cannot open that door)."""
     settings, marker = ctx.settings, ctx.marker(resource)
     recorded = status.status
     requested_age = ctx.age(recorded.user_requested_at)
@@ -598,7 +602,9 @@ async def _ensure_user(ctx: Context, resource: Resource, status: StatusWriter, s
             return Outcome.waiting("UserNotReady", "An earlier OVH user creation may not be visible yet",
                                    settings.user_poll_interval)
     if user is None:
-        user = await _create_user(ctx, resource, status, spec, journal, memory)
+        if refused is not None:
+            raise AccessDenied(refused)
+        user = await _create_user(ctx, resource, status, spec, journal, memory, roles)
     elif recorded.user_requested_at is not None:
         status.record_later(user_requested_at=None)  # OVH shows the user: a later 404 means it is gone
 
@@ -625,7 +631,7 @@ def _duration(seconds: float) -> str:
 
 
 async def _create_user(ctx: Context, resource: Resource, status: StatusWriter, spec: Spec, journal: Journal,
-                       memory: Memory) -> OVHUser:
+                       memory: Memory, roles: tuple[str, ...]) -> OVHUser:
     marker = ctx.marker(resource)
 
     async def record_request() -> None:  # right before the request leaves, after any wait for the limiter
@@ -633,13 +639,13 @@ async def _create_user(ctx: Context, resource: Resource, status: StatusWriter, s
 
     description = marker.description(resource.namespace, resource.name, spec.description)
     try:
-        user = await ctx.ovh.create_user(description, spec.roles, before_send=record_request)
+        user = await ctx.ovh.create_user(description, roles, before_send=record_request)
     except OVHError as error:
         if error.nothing_created:
             await status.record(user_requested_at=None)
         raise
     await status.record(user_id=user.id, username=user.username)
-    journal.note("UserCreated", f"Created OVH user {user.id} ({user.username}) with roles {', '.join(spec.roles)}")
+    journal.note("UserCreated", f"Created OVH user {user.id} ({user.username}) with roles {', '.join(roles)}")
     if not marker.is_on(user.description):
         # OVH changed the description and lost the marker: nothing could ever prove the user ours.
         await ctx.ovh.delete_user(user.id)

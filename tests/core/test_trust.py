@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import pytest
+
 from ovh_s3_operator_sandbox.harness import until
 
 from .conftest import Operator
@@ -99,3 +101,25 @@ async def test_a_forged_key_in_status_is_never_restored_into_a_secret(op: Operat
 async def _ready(op: Operator, name: str, namespace: str) -> dict[str, Any]:
     op.create(name, {}, namespace)
     return await op.wait_ready(name, namespace=namespace)
+
+
+ONLY_OPERATOR_ROLE = {"only-operator": {"namespaceSelector": {}, "buckets": [{"name": "*", "maxAccess": "admin"}],
+                                        "roles": ["objectstore_operator"], "regions": ["*"]}}
+
+
+@pytest.mark.parametrize("forged", [{"userRequestedAt": "2000-01-01T00:00:00Z"}, {"userId": 999999}],
+                         ids=["creation-requested", "user-id"])
+async def test_a_forged_status_never_gets_a_spec_that_is_not_allowed_a_user(forged: dict[str, Any]) -> None:
+    """A status that says a user may exist makes the operator shrink that user to what is allowed; it
+    must not make it create one for a spec refused before anything was created."""
+    async with Operator(access=ONLY_OPERATOR_ROLE) as op:
+        op.create("evil", {"roles": ["objectstore_operator", "administrator"],
+                           "grants": [{"bucket": "bucket", "access": "read"}]})
+        await op.wait_condition("evil", "False", "AccessDenied")
+        op.patch("evil", {"status": forged}, status=True)
+        op.patch("evil", {"spec": {"description": "again"}})
+        obj = await op.wait_condition("evil", "False", "AccessDenied")  # for the current generation
+        assert "administrator" in op.ready(obj)["message"]  # type: ignore[index]
+        await op.settle()
+        assert op.ovh.project.users() == [] and op.ovh.writes() == []
+        assert op.secret("evil-s3") is None
