@@ -347,8 +347,9 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
         allowance.source(resource.namespace)
     wanted_project = spec.project_ref.name if spec.project_ref else ""
     if spec.user_id is not None and not allowance.allow_adoption:
-        await _let_go(await _in_project(ctx, resource, status, wanted_project), resource, status, journal, memory,
-                      secret_name, spec.user_id)
+        if recorded.user_id is not None:  # adopted while it was allowed: let go (nothing else looks at the project)
+            await _let_go(await _in_project(ctx, resource, status, wanted_project), resource, status, journal,
+                          memory, secret_name, spec.user_id)
         raise AccessDenied(f"spec.userId: namespace {resource.namespace} may not adopt existing OVH users. "
                            + allowance.source(resource.namespace))
     if not verdict.allowed and not (recorded.user_id or recorded.user_requested_at):

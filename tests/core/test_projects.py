@@ -109,12 +109,16 @@ async def test_a_project_the_namespace_may_not_use_is_refused_before_any_call() 
         op.ovh.clear_calls()
         op.create("greedy", {"projectRef": {"name": "team-b-prod"}})
         op.create("plain", {})  # policies that list projects allow the operator's own only if they say so
+        # spec.userId where adoption is not allowed either: the same answer whether the project exists or not
+        op.create("probe", {"projectRef": {"name": "team-b-prod"}, "userId": 100001})
+        op.create("probe-missing", {"projectRef": {"name": "no-such-project"}, "userId": 100001})
         for name, named in (("greedy", "project team-b-prod (spec.projectRef)"),
-                            ("plain", "the operator's own project (no spec.projectRef")):
+                            ("plain", "the operator's own project (no spec.projectRef"),
+                            ("probe", "may not adopt"), ("probe-missing", "may not adopt")):
             obj = await op.wait_condition(name, "False", "AccessDenied")
             message = op.ready(obj)["message"]  # type: ignore[index]
             assert named in message and "Access policies selecting namespace team-a: team-a" in message
-            assert "finalizers" not in obj["metadata"]
+            assert "finalizers" not in obj["metadata"] and "serviceName" not in obj["status"]
         assert op.ovh.writes() == []
 
         op.create("fine", {"projectRef": {"name": "team-a-prod"}})
