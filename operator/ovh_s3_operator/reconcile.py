@@ -136,6 +136,9 @@ class Memory:
     fresh_keys: tuple[str, ...] = ()
     deleting: set[int] | None = None
     """The users the finalizer is deleting."""
+    key_issued: datetime.datetime | None = None
+    """When this process last issued a key for the resource: a floor under status.lastRotationTime, which a
+    tenant able to patch status could set back to make rotations due over and over."""
     delete_sent: set[int] = field(default_factory=set)
 
     def reset(self, uid: str) -> None:
@@ -362,13 +365,13 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
     now = ctx.now().replace(microsecond=0)  # the resolution of the times in status
     verified = memory.verified_at is not None and ctx.clock() - memory.verified_at < ctx.drift_interval()
     if (verified and verdict.allowed and resource.is_ready and recorded.secret_name == secret_name
-            and not _key_work_due(ctx, resource, spec, recorded, now)):
+            and not _key_work_due(ctx, resource, spec, recorded, now, memory)):
         # OVH was checked recently and nothing changed since: at most the Secret needs its values back.
         assert recorded.ready is not None
-        status.record_later(**_schedule(spec, recorded, _issued_at(recorded, now) or now,
+        status.record_later(**_schedule(spec, recorded, _issued_at(recorded, now, memory) or now,
                                         recorded.previous_access_key_id))
         ready = Outcome(True, recorded.ready.reason, recorded.ready.message,
-                        after=_next_key_work(ctx, resource, spec, recorded, now))
+                        after=_next_key_work(ctx, resource, spec, recorded, now, memory))
         target = shape.for_user(recorded.user_id, recorded.username)
         if recorded.user_id and observed is not None and observed.up_to_date(recorded.access_key_id, target):
             return ready
@@ -434,7 +437,7 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
     if not verdict.allowed:
         return Outcome.failed(AccessDenied(f"OVH user {user.id} keeps only what is allowed. {denied}"))
     return Outcome(True, "Reconciled", f"OVH user {user.id} is ready; S3 credentials are in Secret {secret_name}",
-                   after=_next_key_work(ctx, resource, spec, status.status, now))
+                   after=_next_key_work(ctx, resource, spec, status.status, now, memory))
 
 
 async def _restore_secret(ctx: Context, resource: Resource, journal: Journal, memory: Memory,
@@ -677,18 +680,21 @@ async def _ensure_policy(ctx: Context, user: OVHUser, desired: dict[str, Any], j
 
 # --- keys and their rotation ---------------------------------------------------------------------
 
-def _issued_at(recorded: Status, now: datetime.datetime) -> datetime.datetime | None:
-    """When the current key was issued, as recorded; None if unrecorded or in the future (a tenant may
-    have written it)."""
+def _issued_at(recorded: Status, now: datetime.datetime, memory: Memory) -> datetime.datetime | None:
+    """When the current key was issued, as recorded; None if unrecorded or in the future. A tenant may
+    have written it: never earlier than when this process last issued a key for the resource."""
     issued = recorded.last_rotation_time
-    return issued if issued is not None and issued <= now else None
+    issued = issued if issued is not None and issued <= now else None
+    if memory.key_issued is not None and (issued is None or issued < memory.key_issued):
+        return memory.key_issued
+    return issued
 
 
 def _rotation_due_at(ctx: Context, resource: Resource, spec: Spec, recorded: Status,
-                     now: datetime.datetime) -> datetime.datetime | None:
+                     now: datetime.datetime, memory: Memory) -> datetime.datetime | None:
     """When the next rotation is due: asked for by a new value of the annotation (at most one every
     OVH_S3_OPERATOR_ROTATION_REQUEST_INTERVAL), or the interval after the key was issued; None if none is."""
-    issued = _issued_at(recorded, now)
+    issued = _issued_at(recorded, now, memory)
     moments = []
     request = resource.annotations.get(ROTATE_ANNOTATION)
     if request is not None and request not in (recorded.last_rotation_request, recorded.pending_rotation_request):
@@ -699,26 +705,27 @@ def _rotation_due_at(ctx: Context, resource: Resource, spec: Spec, recorded: Sta
     return min(moments, default=None)
 
 
-def _previous_expiry(spec: Spec, recorded: Status, now: datetime.datetime) -> datetime.datetime:
+def _previous_expiry(spec: Spec, recorded: Status, now: datetime.datetime, memory: Memory) -> datetime.datetime:
     """When the previous key goes: a grace period after the rotation that replaced it."""
-    issued = _issued_at(recorded, now)
+    issued = _issued_at(recorded, now, memory)
     return issued + datetime.timedelta(seconds=spec.rotation.grace_period) if issued else now
 
 
-def _key_work_due(ctx: Context, resource: Resource, spec: Spec, recorded: Status, now: datetime.datetime) -> bool:
+def _key_work_due(ctx: Context, resource: Resource, spec: Spec, recorded: Status, now: datetime.datetime,
+                  memory: Memory) -> bool:
     """Whether keys need work now, from the resource alone (no OVH call)."""
-    due = _rotation_due_at(ctx, resource, spec, recorded, now)
+    due = _rotation_due_at(ctx, resource, spec, recorded, now, memory)
     if due is not None and due <= now:
         return True
-    return recorded.previous_access_key_id is not None and _previous_expiry(spec, recorded, now) <= now
+    return recorded.previous_access_key_id is not None and _previous_expiry(spec, recorded, now, memory) <= now
 
 
 def _next_key_work(ctx: Context, resource: Resource, spec: Spec, recorded: Status,
-                   now: datetime.datetime) -> float | None:
+                   now: datetime.datetime, memory: Memory) -> float | None:
     """Seconds until the keys need work by the clock (a rotation, the end of a grace period)."""
-    moments = [_rotation_due_at(ctx, resource, spec, recorded, now)]
+    moments = [_rotation_due_at(ctx, resource, spec, recorded, now, memory)]
     if recorded.previous_access_key_id is not None:
-        moments.append(_previous_expiry(spec, recorded, now))
+        moments.append(_previous_expiry(spec, recorded, now, memory))
     due = min((m for m in moments if m is not None), default=None)
     return None if due is None else max(1.0, (due - now).total_seconds())
 
@@ -769,13 +776,14 @@ async def _plan_keys(ctx: Context, resource: Resource, spec: Spec, user: OVHUser
     current = preferred[0] if preferred else None
     previous = recorded.previous_access_key_id
     previous = previous if previous in ours and previous != current else None
-    issued = _issued_at(recorded, now) or now
+    issued = _issued_at(recorded, now, memory) or now
     plan = KeyPlan(access="", secret=None)
 
-    due = _rotation_due_at(ctx, resource, spec, recorded, now)
+    due = _rotation_due_at(ctx, resource, spec, recorded, now, memory)
     if current is None:
         credential = await _create_key(ctx, resource, spec, user, keys, journal, memory)
         current, plan.secret, issued = credential.access, credential.secret, now
+        memory.key_issued = now
     elif due is not None and due <= now:
         if previous is not None:
             plan.retire.append((previous, "a new rotation started before its grace period ended"))
@@ -788,6 +796,7 @@ async def _plan_keys(ctx: Context, resource: Resource, spec: Spec, user: OVHUser
         journal.note("KeyRotated", f"Rotated the S3 key of OVH user {user.id}: {credential.access} replaces "
                                    f"{current}, which stays valid for {format_duration(spec.rotation.grace_period)}")
         previous, current, plan.secret, issued = current, credential.access, credential.secret, now
+        memory.key_issued = now
     if previous is not None and issued + datetime.timedelta(seconds=spec.rotation.grace_period) <= now:
         plan.retire.append((previous, "the grace period after its rotation is over"))
         previous = None

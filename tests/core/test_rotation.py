@@ -215,6 +215,22 @@ async def test_requested_rotations_are_spaced(op: Operator) -> None:
     assert status["accessKeyId"] != first
 
 
+@pytest.mark.parametrize("op", [{"rotation_request_interval": 60.0}], indirect=True)
+@pytest.mark.parametrize("spec", [{"rotation": {"gracePeriod": "0s"}},
+                                  {"rotation": {"gracePeriod": "0s", "interval": "1h"}}],
+                         ids=["requested", "scheduled"])
+async def test_a_past_issue_time_written_into_status_makes_no_rotation_due(op: Operator, spec: dict[str, Any]) -> None:
+    """Setting status.lastRotationTime back must not buy a rotation per edit (each costs OVH calls)."""
+    op.create("app", spec)
+    first = (await op.wait_ready("app"))["status"]["accessKeyId"]
+    for value in ("a", "b", "c"):
+        op.patch("app", {"status": {"lastRotationTime": "2000-01-01T00:00:00Z"}}, status=True)
+        request_rotation(op, "app", value)
+        await op.settle()
+    assert op.get("app")["status"]["accessKeyId"] == first  # type: ignore[index]
+    assert len(op.calls("POST", r"/s3Credentials$")) == 1
+
+
 async def test_times_written_into_status_cause_no_busy_loop(op: Operator) -> None:
     op.create("app", {"rotation": {"interval": "24h"}})
     await op.wait_ready("app")
