@@ -8,7 +8,8 @@ a user whose creation is still being recorded is never taken for an orphan); for
 resource its description names. Only when no resource of that namespace has the uid of the marker (a
 description may cut the name short) is the user deleted, with a log line and an event in the
 resource's namespace. The sweep also drops the register's entries of retained users OVH no
-longer has.
+longer has, and lets go of adopted users whose resource went without its finalizer: the keys the
+operator issued for them are deleted (the former tenant may still have them), the users stay.
 
 Never touched: users without a marker, users of another cluster (another cluster id), users whose
 description names no resource, users whose resource cannot be read (forbidden, API errors), and the
@@ -21,6 +22,7 @@ per project, and a user is deleted through the project it was listed in.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import cast
 
@@ -29,7 +31,7 @@ from .errors import OperatorError
 from .model import API_VERSION, KIND, parse_time, read_marker
 from .ovh_api import GONE_STATUSES, OVHClient
 from .projects import Project
-from .reconcile import Context
+from .reconcile import Context, holder_alive, let_go_of_stale_hold
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +63,10 @@ async def sweep_project(ctx: Context, project: Project) -> list[int]:
         logger.warning("Skipping the orphan sweep of %s: cannot read the register of retained and adopted users "
                        "(%s)", project.title, error.message)
         return deleted
+    released = await _release_stale_holds(dataclasses.replace(ctx, ovh=project.ovh, registry=registry), project)
     for user in await project.ovh.list_users(max_age=60.0):
+        if user.id in released:
+            continue
         marked = read_marker(user.description)
         if (marked is None or marked.marker.cluster != ctx.cluster_id or user.status in GONE_STATUSES
                 or user.id in kept):
@@ -91,6 +96,32 @@ async def sweep_project(ctx: Context, project: Project) -> list[int]:
     except OperatorError as error:
         logger.warning("Could not drop the register entries of users OVH no longer has: %s", error.message)
     return deleted
+
+
+async def _release_stale_holds(ctx: Context, project: Project) -> set[int]:
+    """Adopted users whose resource is gone without its finalizer: the keys the operator issued for them
+    are deleted and the hold dropped (the users stay: the operator did not create them)."""
+    released = set()
+    for user_id, entry in (await ctx.registry.adopted()).items():
+        holder = entry.holder
+        if holder is None:
+            continue
+        try:
+            if await holder_alive(ctx, holder):
+                continue
+            revoked = await let_go_of_stale_hold(ctx, user_id, holder, entry.issued)
+        except OperatorError as error:
+            logger.debug("Cannot tell whether the holder of OVH user %d is gone: %s", user_id, error.message)
+            continue
+        released.add(user_id)
+        where = f" of {project.title}" if project.name else ""
+        message = (f"Released adopted OVH user {user_id}{where}: its resource {holder.namespace}/{holder.name} "
+                   f"(uid {holder.uid}) no longer exists; deleted the S3 keys the operator issued for it"
+                   f" ({', '.join(revoked) or 'none left'}). The user stays in OVH")
+        logger.warning(message)
+        ctx.events.post({"apiVersion": API_VERSION, "kind": KIND, "namespace": holder.namespace,
+                         "name": holder.name, "uid": holder.uid}, "OrphanReleased", message, warning=True)
+    return released
 
 
 async def _resource_exists(ctx: Context, namespace: str, name: str, uid: str) -> bool:

@@ -35,6 +35,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from . import access_policy, metrics, secret_writer
@@ -522,12 +523,14 @@ async def _adopted_user(ctx: Context, resource: Resource, status: StatusWriter, 
     entry = await ctx.registry.entry(user_id)
     if entry.holder is None or entry.holder.uid != resource.uid:
         await _check_adoptable(ctx, resource, user, allowed_roles, entry.retained)
+        if entry.holder is not None and not await holder_alive(ctx, entry.holder):
+            # Its holder went without its finalizer: the keys issued for it go before anyone else holds the user.
+            revoked = await let_go_of_stale_hold(ctx, user_id, entry.holder, entry.issued)
+            if revoked:
+                journal.note("KeyRevoked", f"Deleted the S3 keys {', '.join(revoked)} issued for OVH user {user_id} "
+                                           f"to its former holder {entry.holder.namespace}/{entry.holder.name}")
 
-        async def alive(other: Holder) -> bool:
-            body = await ctx.kube.read_resource(other.namespace, other.name)
-            return body is not None and (body.get("metadata") or {}).get("uid") == other.uid
-
-        other = await ctx.registry.claim(user_id, resource, alive)
+        other = await ctx.registry.claim(user_id, resource, partial(holder_alive, ctx))
         if other is not None:
             raise AdoptionRefused(f"spec.userId: OVH user {user_id} is already adopted by {other.namespace}/"
                                   f"{other.name}; one OVH user belongs to one resource")
@@ -537,6 +540,23 @@ async def _adopted_user(ctx: Context, resource: Resource, status: StatusWriter, 
     if user.status != "ok":
         return _not_active(ctx, user)
     return user
+
+
+async def holder_alive(ctx: Context, holder: Holder) -> bool:
+    """Whether the resource the register names still exists (the same uid)."""
+    body = await ctx.kube.read_resource(holder.namespace, holder.name)
+    return body is not None and (body.get("metadata") or {}).get("uid") == holder.uid
+
+
+async def let_go_of_stale_hold(ctx: Context, user_id: int, holder: Holder, issued: frozenset[str]) -> list[str]:
+    """An adopted user's holder is gone without its finalizer (removed by hand): delete the keys the operator
+    issued for it, which the former tenant may still have, then drop its hold (a user this cluster created
+    is recorded as retained again). Returns the keys deleted."""
+    revoked = sorted(issued & set(await ctx.ovh.list_s3_credentials(user_id)))
+    for key in revoked:
+        await ctx.ovh.delete_s3_credentials(user_id, key)
+    await ctx.registry.release(user_id, holder, retain_since=await _retain_since(ctx, user_id))
+    return revoked
 
 
 async def _check_adoptable(ctx: Context, resource: Resource, user: OVHUser, allowed_roles: frozenset[str],

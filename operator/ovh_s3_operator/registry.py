@@ -133,6 +133,9 @@ class Registry:
 
     async def entry(self, user_id: int) -> Entry:
         data, _ = await self._read()
+        return self._entry(data, user_id)
+
+    def _entry(self, data: Mapping[str, str], user_id: int) -> Entry:
         creating = data.get(self._key(CREATING, user_id))
         return Entry(holder=Holder.parse(data.get(self._key(ADOPTED, user_id), "")),
                      issued=_keys(data.get(self._key(KEYS, user_id))),
@@ -190,9 +193,10 @@ class Registry:
         await self._write(change)
         return refused[0] if refused else None
 
-    async def release(self, user_id: int, resource: Resource, *, retain_since: datetime.datetime | None) -> None:
+    async def release(self, user_id: int, holder: Resource | Holder, *,
+                      retain_since: datetime.datetime | None) -> None:
         """Drop the resource's hold on ``user_id``; with ``retain_since``, record the user as retained."""
-        mine = Holder.of(resource)
+        mine = holder if isinstance(holder, Holder) else Holder.of(holder)
 
         async def change(data: dict[str, str]) -> Mapping[str, str | None] | None:
             patch: dict[str, str | None] = {}
@@ -204,6 +208,11 @@ class Registry:
             return patch or None
 
         await self._write(change)
+
+    async def adopted(self) -> dict[int, Entry]:
+        """The adopted users of this scope and what the register says of each."""
+        data, _ = await self._read()
+        return {user_id: self._entry(data, user_id) for user_id, prefix in self._entries(data) if prefix == ADOPTED}
 
     async def kept_users(self) -> set[int]:
         """Every user id the register holds, adopted or retained: the orphan sweep leaves them alone."""

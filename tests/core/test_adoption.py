@@ -160,6 +160,41 @@ async def test_spec_user_id_cannot_change(op: Operator) -> None:
         op.patch_spec("plain", {"userId": other})
 
 
+async def abandoned(op: Operator, user_id: int) -> str:
+    """Adopt the user with resource "a", then remove its finalizer and delete it; returns the key it had."""
+    op.create("a", {"userId": user_id})
+    key: str = (await op.wait_ready("a"))["status"]["accessKeyId"]
+    op.patch("a", {"metadata": {"finalizers": None}})
+    op.delete("a")
+    await op.wait_gone("a")
+    return key
+
+
+async def test_the_sweep_lets_go_of_a_user_whose_holder_went_without_its_finalizer(op: Operator) -> None:
+    user_id, theirs = handmade(op)
+    key = await abandoned(op, user_id)
+    assert op.app is not None
+    assert await orphans.sweep(op.app.controller.ctx) == {}  # deletes no user: it is not the operator's
+    assert [c["access"] for c in user(op, user_id)["credentials"]] == [theirs]  # the former tenant's key is gone
+    assert not [k for k in register(op) if k.endswith(f".{user_id}")]
+    await op.wait_events("OrphanReleased")
+    assert key != theirs
+
+
+async def test_a_user_whose_holder_went_without_its_finalizer_is_adopted_without_the_old_keys(op: Operator) -> None:
+    op.label_namespace("team-b")
+    user_id, theirs = handmade(op)
+    old = await abandoned(op, user_id)
+    op.create("b", {"userId": user_id}, namespace="team-b")
+    new = (await op.wait_ready("b", namespace="team-b"))["status"]["accessKeyId"]
+    assert sorted(c["access"] for c in user(op, user_id)["credentials"]) == sorted([theirs, new])
+    assert old not in (theirs, new)
+    await op.wait_events("KeyRevoked", namespace="team-b")
+    op.delete("b", namespace="team-b")
+    await op.wait_gone("b", namespace="team-b")
+    assert [c["access"] for c in user(op, user_id)["credentials"]] == [theirs]
+
+
 async def test_withdrawing_adoption_lets_the_user_go(op: Operator) -> None:
     user_id, theirs = handmade(op)
     op.create("adopter", {"userId": user_id})
