@@ -11,8 +11,8 @@ neither its output nor the work to render it can grow without bound:
 * ``*``, ``**``, ``%``, ``join`` and ``replace`` are checked before they compute a long value, every
   filter's result is checked after, a loop runs over at most :data:`LOOP_ITEMS` items, and the output
   stops at :data:`RENDERED_LENGTH` characters;
-* the work is bounded too, whatever the values' sizes: every operator, filter, ``~``, attribute or
-  item lookup and loop item is charged (a fixed cost, plus the length of what it reads and makes) to
+* the work is bounded too, whatever the values' sizes: every operator, comparison, filter, test,
+  ``~``, attribute or item lookup and loop item is charged (a fixed cost, plus the length of what it reads and makes) to
   a budget of :data:`WORK_BUDGET` units per rendering, about a tenth of a second of CPU at most. The
   budget counts operations, not time, so a template renders or is refused the same way on a busy
   machine.
