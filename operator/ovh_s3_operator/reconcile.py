@@ -27,6 +27,7 @@ one place, :func:`_in_project`, which points the context's OVH port at it (:mod:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import logging
@@ -343,7 +344,8 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
     region = _region(spec, ctx.settings)
     compile_policy(spec.grants, spec.policy)  # the whole spec is valid, allowed or not
     secret_name = _secret_name(spec, resource)
-    shape = secret_writer.shape(spec, resource, region)
+    # Compiling a tenant's templates can take a moment (secret_template.NODES): not on the event loop.
+    shape = await asyncio.to_thread(secret_writer.shape, spec, resource, region)
     allowance = ctx.access.allowance(resource.namespace)
     verdict = access_policy.check(spec, region, allowance)
     recorded = status.status

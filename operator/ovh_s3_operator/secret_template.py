@@ -11,11 +11,13 @@ neither its output nor the work to render it can grow without bound:
 * ``*``, ``**``, ``%``, ``join`` and ``replace`` are checked before they compute a long value, every
   filter's result is checked after, a loop runs over at most :data:`LOOP_ITEMS` items, and the output
   stops at :data:`RENDERED_LENGTH` characters;
-* the work is bounded too, whatever the values' sizes: every operator, comparison, filter, test,
-  ``~``, attribute or item lookup and loop item is charged (a fixed cost, plus the length of what it reads and makes) to
-  a budget of :data:`WORK_BUDGET` units per rendering, about a tenth of a second of CPU at most. The
-  budget counts operations, not time, so a template renders or is refused the same way on a busy
-  machine.
+* the work is bounded too, whatever the values' sizes: a template has at most :data:`NODES` nodes,
+  at most :data:`NESTING` deep (compiling is cached, refusals too), numbers stay under
+  :data:`INT_BITS` bits, and every operator, comparison, filter, test, ``~``, attribute or item lookup
+  and loop item is charged (a fixed cost, plus the size of what it reads and makes, texts and lists
+  all the way down) to a budget of :data:`WORK_BUDGET` units per rendering, about a tenth of a second
+  of CPU at most. The budget counts operations, not time, so a template renders or is refused the
+  same way on a busy machine.
 
 Error messages name the line, never a value: Jinja's own messages for errors during rendering can
 quote parts of the values (a missing key is named by its value, which may be derived from the
@@ -56,7 +58,7 @@ FILTERS = ("capitalize", "count", "d", "default", "first", "int", "join", "last"
 """Jinja's filters that never make a value much longer than their input (``join`` and ``replace`` are
 checked before they run)."""
 
-_LOOP_FILTER = "loop items"  # not names a template can write: loops and ~ only
+_LOOP_FILTER = "loop items"  # names no template can write as a filter (map() can name them: they are bounded)
 _CONCAT_FILTER = "concatenated"
 _COMPARE_FILTER = "compared"
 _COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
@@ -106,8 +108,30 @@ def _too_long(what: str) -> _Refused:
     return _Refused(f"{what} would be longer than {RENDERED_LENGTH} characters")
 
 
+INT_BITS = 4096
+"""The largest number a template may compute, in bits."""
+
+
 def _size(value: Any) -> int:
-    return len(value) if isinstance(value, str | list | tuple | dict) else 1
+    """How much there is in a value: characters of its texts, items of its lists and maps, words of its
+    numbers, all the way down (counting stops past the budget: such a value is refused anyway)."""
+    total, pending = 0, [value]
+    while pending and total <= WORK_BUDGET:
+        item = pending.pop()
+        if isinstance(item, str):
+            total += len(item) + 1
+        elif isinstance(item, list | tuple):
+            total += 1
+            pending.extend(item)
+        elif isinstance(item, dict):
+            total += 1
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, int) and not isinstance(item, bool):
+            total += 1 + item.bit_length() // 64
+        else:
+            total += 1
+    return total
 
 
 def _charge(units: int) -> None:
@@ -131,7 +155,7 @@ def _bounded(function: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(function)
     def bounded(*args: Any, **kwargs: Any) -> Any:
         _charge(_STEP + _PER_ITEM * sum(_size(arg) for arg in (*args, *kwargs.values())
-                                        if isinstance(arg, str | list | tuple | dict)))
+                                        if isinstance(arg, str | list | tuple | dict | int)))
         result = _check_length(function(*args, **kwargs))
         _charge(_size(result))
         return result
@@ -177,6 +201,8 @@ def _compared(values: list[Any], *operators: str) -> bool:
 
 def _concatenated(items: list[Any]) -> str:
     """``a ~ b ~ c``, charged and bounded like a filter."""
+    if _size(items) > RENDERED_LENGTH + len(items) + 1:  # checked before str() makes texts of lists
+        raise _too_long("a text joined with ~")
     texts = [str(item) for item in items]
     length = sum(len(text) for text in texts)
     if length > RENDERED_LENGTH:
@@ -195,14 +221,17 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             raise _Refused("% does not format text in templates; join text with ~")
         if operator == "*":
             for sequence, times in ((left, right), (right, left)):
-                if isinstance(sequence, str | list | tuple) and isinstance(times, int) \
-                        and len(sequence) * times > RENDERED_LENGTH:
-                    raise _too_long("a repeated value")
+                if isinstance(sequence, str | list | tuple) and isinstance(times, int):
+                    if len(sequence) * times > RENDERED_LENGTH:
+                        raise _too_long("a repeated value")
+                    _charge(_size(sequence) * max(times, 0))  # before the copies are made
         if operator == "**" and isinstance(left, int) and isinstance(right, int) \
-                and right * abs(left).bit_length() > 4096:
+                and right * abs(left).bit_length() > INT_BITS:
             raise _Refused("a power would be too large a number")
         _charge(_STEP + _size(left) + _size(right))
         result = _check_length(super().call_binop(context, operator, left, right))
+        if isinstance(result, int) and result.bit_length() > INT_BITS:
+            raise _Refused("a number would be too large")
         _charge(_size(result))
         return result
 
@@ -231,8 +260,17 @@ def _environment() -> _Sandbox:
 _ENVIRONMENT = _environment()
 
 
-def _check(node: nodes.Node, in_loop: bool = False) -> None:
+NESTING = 20
+"""The deepest a template's syntax tree may be, and :data:`NODES` the most nodes it may have: Jinja's
+compiler takes time that grows with both (about 60 µs a node at depth 8, and a chain of 250 filters
+takes seconds), and Python's own compiler refuses deep expressions."""
+NODES = 1000
+
+
+def _check(node: nodes.Node, in_loop: bool = False, depth: int = 0) -> None:
     """Refuse what the template language subset leaves out (see the module's docstring)."""
+    if depth > NESTING:
+        raise TemplateProblem("nested too deeply (fewer filters or operators in a row)", node.lineno)
     if not isinstance(node, _ALLOWED):
         text = next((text for kind, text in _REFUSED.items() if isinstance(node, kind)),
                     f"{type(node).__name__} is not available")
@@ -245,7 +283,7 @@ def _check(node: nodes.Node, in_loop: bool = False) -> None:
     if isinstance(node, nodes.For) and in_loop:
         raise TemplateProblem("loops cannot be nested", node.lineno)
     for child in node.iter_child_nodes():
-        _check(child, in_loop or isinstance(node, nodes.For))
+        _check(child, in_loop or isinstance(node, nodes.For), depth + 1)
     if isinstance(node, nodes.For):  # checked: now bound the number of items
         node.iter = nodes.Filter(node.iter, _LOOP_FILTER, [], [], None, None, lineno=node.lineno)
     for field in node.fields:  # and charge every ~ and comparison, which Python would run unseen
@@ -267,9 +305,24 @@ def _charged(node: Any) -> Any:
     return node
 
 
-@functools.lru_cache(maxsize=512)
 def compile_template(source: str) -> Template:
-    """Parse, check and compile a template (cached by its text); TemplateProblem if it cannot be used."""
+    """Parse, check and compile a template (cached by its text, refusals too); TemplateProblem if it cannot
+    be used."""
+    compiled = _compile(source)
+    if isinstance(compiled, TemplateProblem):
+        raise TemplateProblem(compiled.text, compiled.line)
+    return compiled
+
+
+@functools.lru_cache(maxsize=512)
+def _compile(source: str) -> Template | TemplateProblem:
+    try:
+        return _compile_once(source)
+    except TemplateProblem as problem:
+        return problem
+
+
+def _compile_once(source: str) -> Template:
     try:
         tree = _ENVIRONMENT.parse(source)
     except TemplateSyntaxError as error:
@@ -277,6 +330,9 @@ def compile_template(source: str) -> Template:
     except RecursionError:
         raise TemplateProblem("nested too deeply") from None
     try:  # the checks, the variables' walk and the compiler recurse: deep nesting ends each the same way
+        size = sum(1 for _ in tree.find_all(nodes.Node))
+        if size > NODES:
+            raise TemplateProblem(f"too long: {size} expressions and tags, at most {NODES}; split it into entries")
         _check(tree)
         unknown = sorted(meta.find_undeclared_variables(tree) - set(VARIABLES))
         if unknown:
@@ -284,7 +340,7 @@ def compile_template(source: str) -> Template:
             raise TemplateProblem(f"unknown variable {', '.join(repr(name) for name in unknown)}; "
                                   f"the variables are {', '.join(VARIABLES)}", line)
         return _ENVIRONMENT.from_string(tree)
-    except RecursionError:
+    except (RecursionError, SyntaxError, MemoryError):  # Python's compiler limits nesting too
         raise TemplateProblem("nested too deeply") from None
 
 

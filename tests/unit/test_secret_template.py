@@ -91,11 +91,16 @@ LOOP = "{% for b in buckets * 500 %}"  # 1000 items
     LOOP + "{{ (" + BIG + ')|map("upper")|join|length }}{% endfor %}',
     LOOP + "{{ (" + " ~ ".join(['"a" * 1600'] * 20) + ")|length }}{% endfor %}",
     LOOP + "{{ (" + BIG + ")|unique|list|length }}{% endfor %}",
-    "{% for s in [" + BIG + "] * 30 %}" + '{% if "ab" in s %}{% endif %}' * 250 + "{% endfor %}",
-    "{% for s in [" + BIG + "] * 30 %}" + "{% if s < s %}{% endif %}" * 250 + "{% endfor %}",
-    LOOP + "{% if name[0] %}{% endif %}" * 250 + "{% endfor %}",
+    "{% for s in [" + BIG + "] * 30 %}" + '{% if "ab" in s %}{% endif %}' * 80 + "{% endfor %}",
+    "{% for s in [" + BIG + "] * 30 %}" + "{% if s < s %}{% endif %}" * 80 + "{% endfor %}",
+    LOOP + "{% if name[0] %}{% endif %}" * 80 + "{% endfor %}",
     "{% for s in ['" + "a" * 1000 + "'] * 1000 %}{% if (" + " ~ ".join(["s"] * 30) + ") %}{% endif %}{% endfor %}",
-], ids=["map", "concat", "unique", "in", "compare", "lookups", "loop-variable"])
+    "{{ ([" + BIG + "] * 32768)|sort|length }}",
+    "{{ ([" + BIG + "] * 32768)|tojson|length }}",
+    "{{ (([" + BIG + "] * 32768) ~ '')|length }}",
+    "{% for i in [[" + BIG + "]] * 1000 %}{{ [i, i, i, i, i, i, i, i]|tojson|length }}{% endfor %}",
+], ids=["map", "concat", "unique", "in", "compare", "lookups", "loop-variable", "sort-long-texts", "tojson",
+        "concat-a-list", "nested-lists"])
 def test_the_work_is_bounded(source: str) -> None:
     """Templates whose values all stay within bounds but whose rendering would take seconds of CPU."""
     assert len(source) <= 8192
@@ -130,7 +135,12 @@ def test_errors_name_the_entry_and_the_line() -> None:
     assert syntax.line == 3 and syntax.text.startswith("Unexpected end of template. Jinja was looking for")
     assert problem("a\n\n{{ region ~ nope }}").line == 3
     assert "nested too deeply" in problem("{{" + "(" * 5000 + "1" + ")" * 5000 + "}}").text
-    assert "nested too deeply" in problem("{{ name" + "|d" * 1500 + " }}").text  # fine to parse, not to check
+    for deep in ("{{ name" + "|d" * 1500 + " }}", "{{ name" + "|d" * 250 + " }}",
+                 "{{ " + " + ".join(["userId"] * 200) + " }}",
+                 "{{ " + " * ".join(["(2 ** 2000)"] * 150) + " }}"):  # fine to parse; compiling would take seconds
+        assert "nested too deeply" in problem(deep).text
+    assert "at most 1000; split it into entries" in problem("{{ name|d|d|d }}" * 300).text
+    assert "a number would be too large" in problem("{{ (2 ** 2000) * (2 ** 2000) * (2 ** 2000) }}").text
 
 
 def test_a_template_keeps_its_last_newline_and_blocks_their_lines() -> None:
