@@ -109,9 +109,14 @@ async def _release_stale_holds(ctx: Context, project: Project) -> set[int]:
         try:
             if await holder_alive(ctx, holder):
                 continue
-            revoked = await let_go_of_stale_hold(ctx, user_id, holder, entry.issued)
         except OperatorError as error:
             logger.debug("Cannot tell whether the holder of OVH user %d is gone: %s", user_id, error.message)
+            continue
+        try:
+            revoked = await let_go_of_stale_hold(ctx, user_id, holder, entry)
+        except OperatorError as error:
+            logger.warning("Could not let go of adopted OVH user %d, whose resource %s/%s is gone: %s", user_id,
+                           holder.namespace, holder.name, error.message)
             continue
         released.add(user_id)
         where = f" of {project.title}" if project.name else ""

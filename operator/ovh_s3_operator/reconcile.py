@@ -78,7 +78,7 @@ from .ovh_api import GONE_STATUSES
 from .policy import canonical, compile_policy
 from .ports import OVH, Events, Kube, OVHUser, S3Credential
 from .projects import Projects
-from .registry import Holder, Registry
+from .registry import Entry, Holder, Registry
 from .secret_writer import ObservedSecret, Shape
 
 logger = logging.getLogger("ovh_s3_operator")
@@ -303,7 +303,8 @@ async def _ensure_finalizer(ctx: Context, resource: Resource) -> None:
                                       resource.resource_version)
 
 
-async def _in_project(ctx: Context, resource: Resource, status: StatusWriter, wanted: str) -> Context:
+async def _in_project(ctx: Context, resource: Resource, status: StatusWriter, wanted: str, *,
+                      record: bool = True) -> Context:
     """The context of the OVH project the resource's user lives in: ``wanted`` (an OVHProject, "" for the
     operator's own). It is recorded before anything is created there (with the first status write:
     ``userRequestedAt``), and never changes once a user may exist: the operator does not guess where a
@@ -321,9 +322,30 @@ async def _in_project(ctx: Context, resource: Resource, status: StatusWriter, wa
         raise OVHProjectChanged(
             f"The OVH user lives in OVH project {recorded.service_name}, but {project.title} now names project "
             f"{service_name}; give it back its project id, or remove the finalizer {FINALIZER} to leave the user")
-    status.record_later(project=wanted or None, service_name=service_name)
+    if record:
+        status.record_later(project=wanted or None, service_name=service_name)
     return dataclasses.replace(ctx, ovh=project.ovh, activation=project.activation,
                                registry=ctx.registry.scoped(service_name))
+
+
+async def _in_forbidden_project(ctx: Context, resource: Resource, status: StatusWriter, wanted: str,
+                                denied: str) -> Context:
+    """The context of a project the namespace may no longer use, where the resource's user keeps nothing:
+    only once OVH shows that user carries this resource's marker (or the register that the resource
+    adopted it). Status alone proves nothing, so nothing about the project (whether it exists, its id,
+    its credentials) is told or recorded: every failure is AccessDenied."""
+    user_id = status.status.user_id
+    try:
+        if user_id is None:
+            raise AccessDenied(denied)
+        project = await _in_project(ctx, resource, status, wanted, record=False)
+        user = await project.ovh.get_user(user_id)
+        marked = user is not None and ctx.marker(resource).is_on(user.description)
+        if not (marked or await ctx.registry.holds_any(resource)):
+            raise AccessDenied(denied)
+    except OperatorError:
+        raise AccessDenied(denied) from None
+    return project
 
 
 def _title(project: str | None) -> str:
@@ -353,14 +375,17 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
         allowance.source(resource.namespace)
     wanted_project = spec.project_ref.name if spec.project_ref else ""
     if spec.user_id is not None and not allowance.allow_adoption:
-        if recorded.user_id is not None:  # adopted while it was allowed: let go (nothing else looks at the project)
+        if await ctx.registry.holds_any(resource):  # adopted while it was allowed: let go
             await _let_go(await _in_project(ctx, resource, status, wanted_project), resource, status, journal,
                           memory, secret_name, spec.user_id)
         raise AccessDenied(f"spec.userId: namespace {resource.namespace} may not adopt existing OVH users. "
                            + allowance.source(resource.namespace))
     if not verdict.allowed and not (recorded.user_id or recorded.user_requested_at):
         raise AccessDenied(denied)  # before anything is created in OVH
-    ctx = await _in_project(ctx, resource, status, wanted_project)
+    if allowance.allows_project(wanted_project):
+        ctx = await _in_project(ctx, resource, status, wanted_project)
+    else:
+        ctx = await _in_forbidden_project(ctx, resource, status, wanted_project, denied)
     await _ensure_finalizer(ctx, resource)
     observed = memory.secret = await secret_writer.observe(ctx.kube, resource, secret_name, memory.secret)
 
@@ -523,14 +548,16 @@ async def _adopted_user(ctx: Context, resource: Resource, status: StatusWriter, 
         raise AdoptionRefused(f"spec.userId: the OVH project has no user {user_id}; check the id in the OVH "
                               "console (Public Cloud, Users & Roles)")
     entry = await ctx.registry.entry(user_id)
+    if entry.holder is not None and entry.holder.uid != resource.uid and not await holder_alive(ctx, entry.holder):
+        # Its holder went without its finalizer: the keys issued for it go before anyone else holds the user.
+        stale = entry.holder
+        revoked = await let_go_of_stale_hold(ctx, user_id, stale, entry)
+        if revoked:
+            journal.note("KeyRevoked", f"Deleted the S3 keys {', '.join(revoked)} issued for OVH user {user_id} "
+                                       f"to its former holder {stale.namespace}/{stale.name}")
+        entry = await ctx.registry.entry(user_id)
     if entry.holder is None or entry.holder.uid != resource.uid:
         await _check_adoptable(ctx, resource, user, allowed_roles, entry.retained)
-        if entry.holder is not None and not await holder_alive(ctx, entry.holder):
-            # Its holder went without its finalizer: the keys issued for it go before anyone else holds the user.
-            revoked = await let_go_of_stale_hold(ctx, user_id, entry.holder, entry.issued)
-            if revoked:
-                journal.note("KeyRevoked", f"Deleted the S3 keys {', '.join(revoked)} issued for OVH user {user_id} "
-                                           f"to its former holder {entry.holder.namespace}/{entry.holder.name}")
 
         other = await ctx.registry.claim(user_id, resource, partial(holder_alive, ctx))
         if other is not None:
@@ -550,11 +577,18 @@ async def holder_alive(ctx: Context, holder: Holder) -> bool:
     return body is not None and (body.get("metadata") or {}).get("uid") == holder.uid
 
 
-async def let_go_of_stale_hold(ctx: Context, user_id: int, holder: Holder, issued: frozenset[str]) -> list[str]:
+async def let_go_of_stale_hold(ctx: Context, user_id: int, holder: Holder, entry: Entry) -> list[str]:
     """An adopted user's holder is gone without its finalizer (removed by hand): delete the keys the operator
-    issued for it, which the former tenant may still have, then drop its hold (a user this cluster created
-    is recorded as retained again). Returns the keys deleted."""
-    revoked = sorted(issued & set(await ctx.ovh.list_s3_credentials(user_id)))
+    issued for it (and one whose creation was in flight), which the former tenant may still have, then drop
+    its hold (a user this cluster created is recorded as retained again). Returns the keys deleted."""
+    try:
+        keys = set(await ctx.ovh.list_s3_credentials(user_id))
+    except OVHNotFound:
+        keys = set()  # the user itself is gone
+    ours = set(entry.issued)
+    if entry.before_creation is not None:
+        ours |= keys - entry.before_creation
+    revoked = sorted(ours & keys)
     for key in revoked:
         await ctx.ovh.delete_s3_credentials(user_id, key)
     await ctx.registry.release(user_id, holder, retain_since=await _retain_since(ctx, user_id))
@@ -607,7 +641,8 @@ async def _ensure_user(ctx: Context, resource: Resource, status: StatusWriter, s
                                    settings.user_poll_interval)
         elif found is None or found.status in GONE_STATUSES:
             metrics.DRIFT_REPAIRS.labels("user").inc()
-            message = f"OVH user {recorded.user_id} was deleted outside the operator; creating a new user and key"
+            message = f"OVH user {recorded.user_id} was deleted outside the operator; creating a new user and key " \
+                      "if the spec is allowed"
             await status.set_ready(Outcome(False, "UserMissing", message), ctx.now())
             journal.warn("UserMissing", message)
             await status.record(user_id=None, username=None, access_key_id=None, user_requested_at=None)

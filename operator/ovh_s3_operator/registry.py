@@ -200,7 +200,10 @@ class Registry:
 
         async def change(data: dict[str, str]) -> Mapping[str, str | None] | None:
             patch: dict[str, str | None] = {}
-            if Holder.parse(data.get(self._key(ADOPTED, user_id), "")) == mine:
+            holder = Holder.parse(data.get(self._key(ADOPTED, user_id), ""))
+            if holder is not None and holder != mine:
+                return None  # another resource holds the user now: nothing of ours to drop or retain
+            if holder == mine:
                 patch.update({self._key(prefix, user_id): None for prefix in (ADOPTED, KEYS, CREATING)
                               if self._key(prefix, user_id) in data})
             if retain_since is not None and self._key(RETAINED, user_id) not in data:
@@ -208,6 +211,12 @@ class Registry:
             return patch or None
 
         await self._write(change)
+
+    async def holds_any(self, resource: Resource) -> bool:
+        """Whether the resource holds an adopted user in any project: the register says so, not status."""
+        data, _ = await self._read()
+        mine = Holder.of(resource)
+        return any(key.startswith(ADOPTED) and Holder.parse(value) == mine for key, value in data.items())
 
     async def adopted(self) -> dict[int, Entry]:
         """The adopted users of this scope and what the register says of each."""

@@ -195,10 +195,33 @@ async def test_a_user_whose_holder_went_without_its_finalizer_is_adopted_without
     assert [c["access"] for c in user(op, user_id)["credentials"]] == [theirs]
 
 
-async def test_withdrawing_adoption_lets_the_user_go(op: Operator) -> None:
+async def retained(op: Operator) -> tuple[dict[str, Any], int, str]:
+    """A resource "kept" with deletionPolicy Retain, Ready then deleted: it, its user id and its key."""
+    op.create("kept", {"deletionPolicy": "Retain"})
+    obj = await op.wait_ready("kept")
+    user_id, key = obj["status"]["userId"], obj["status"]["accessKeyId"]
+    op.delete("kept")
+    await op.wait_gone("kept")
+    return obj, user_id, key
+
+
+async def test_a_retained_user_whose_adopter_went_without_its_finalizer_can_be_adopted_again(op: Operator) -> None:
+    _, user_id, key = await retained(op)
+    op.ovh.project.delete_credential(user_id, key)
+    await abandoned(op, user_id)  # adopted by "a", which then went without its finalizer
+    op.create("again", {"userId": user_id})
+    obj = await op.wait_ready("again")
+    assert [c["access"] for c in user(op, user_id)["credentials"]] == [obj["status"]["accessKeyId"]]
+    assert register(op)[entry(op, "adopted", user_id)] == f"default/again/{obj['metadata']['uid']}"
+
+
+@pytest.mark.parametrize("wiped", [False, True], ids=["status-kept", "status-wiped"])
+async def test_withdrawing_adoption_lets_the_user_go(op: Operator, wiped: bool) -> None:
     user_id, theirs = handmade(op)
     op.create("adopter", {"userId": user_id})
     ours = (await op.wait_ready("adopter"))["status"]["accessKeyId"]
+    if wiped:  # the register, not status, says the resource holds the user
+        op.patch("adopter", {"status": {"userId": None, "accessKeyId": None}}, status=True)
     op.set_access_policy("adopt", ALLOW_EVERYTHING["everything"])
     obj = await op.wait_condition("adopter", "False", "AccessDenied")
     assert "userId" not in obj["status"]
@@ -210,11 +233,7 @@ async def test_withdrawing_adoption_lets_the_user_go(op: Operator) -> None:
 
 
 async def test_retain_leaves_the_user_and_the_sweep_spares_it(op: Operator) -> None:
-    op.create("kept", {"deletionPolicy": "Retain"})
-    obj = await op.wait_ready("kept")
-    user_id, key = obj["status"]["userId"], obj["status"]["accessKeyId"]
-    op.delete("kept")
-    await op.wait_gone("kept")
+    obj, user_id, key = await retained(op)
     assert [c["access"] for c in user(op, user_id)["credentials"]] == [key]
     assert register(op)[entry(op, "retained", user_id)].startswith(f"default/kept/{obj['metadata']['uid']} ")
     await op.wait_events("UserRetained")

@@ -121,6 +121,19 @@ async def test_a_project_the_namespace_may_not_use_is_refused_before_any_call() 
             assert "finalizers" not in obj["metadata"] and "serviceName" not in obj["status"]
         assert op.ovh.writes() == []
 
+        # A status forged to say a user exists there tells nothing either: same answer, nothing recorded.
+        messages = set()
+        for name, project in (("forger", "team-b-prod"), ("forger-missing", "no-such-project")):
+            op.create(name, {"projectRef": {"name": project}})
+            await op.wait_condition(name, "False", "AccessDenied")
+            op.patch(name, {"status": {"userId": 100001, "userRequestedAt": "2000-01-01T00:00:00Z"}}, status=True)
+            op.patch(name, {"spec": {"description": "again"}})
+            obj = await op.wait_condition(name, "False", "AccessDenied")
+            messages.add(op.ready(obj)["message"].replace(project, "P"))  # type: ignore[index]
+            assert "finalizers" not in obj["metadata"] and "serviceName" not in obj["status"]
+        assert len(messages) == 1
+        assert op.ovh.writes() == []
+
         op.create("fine", {"projectRef": {"name": "team-a-prod"}})
         await op.wait_ready("fine")
 
