@@ -75,6 +75,13 @@ class KubeClient:
             message = f"The Kubernetes API answered {exc.status} {exc.reason or ''}".rstrip() + f" to {what}"
             raise kind(message + "; retrying", status=exc.status) from None
 
+    async def _read(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any | None:
+        """``call``, with None for a 404."""
+        try:
+            return await self.call(what, fn, *args, **kwargs)
+        except KubeNotFound:
+            return None
+
     def _plain(self, obj: Any) -> dict[str, Any]:
         plain: dict[str, Any] = self.api_client.sanitize_for_serialization(obj)
         return plain
@@ -82,12 +89,9 @@ class KubeClient:
     # --- the custom resource ---------------------------------------------------------------------
 
     async def read_resource(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            body = await self.call(f"read {namespace}/{name}", self._custom.get_namespaced_custom_object,
-                                   GROUP, VERSION, namespace, PLURAL, name)
-        except KubeNotFound:
-            return None
-        return dict(cast(dict[str, Any], body))
+        body = await self._read(f"read {namespace}/{name}", self._custom.get_namespaced_custom_object,
+                                GROUP, VERSION, namespace, PLURAL, name)
+        return None if body is None else dict(body)
 
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
         """Merge-patch ``.status`` (None values remove fields); ResourceGone if the resource is gone."""
@@ -126,20 +130,14 @@ class KubeClient:
 
     async def read_secret_metadata(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Secret's metadata only (PartialObjectMetadata): who owns it, never its data."""
-        try:
-            response = await self.call(
-                f"read the metadata of Secret {namespace}/{name}", self._core.read_namespaced_secret, name, namespace,
-                _headers={"Accept": METADATA_ONLY}, _preload_content=False)
-        except KubeNotFound:
-            return None
-        return dict(json.loads(cast(Any, response).data))
+        response = await self._read(
+            f"read the metadata of Secret {namespace}/{name}", self._core.read_namespaced_secret, name, namespace,
+            _headers={"Accept": METADATA_ONLY}, _preload_content=False)
+        return None if response is None else dict(json.loads(response.data))
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self._plain(await self.call(f"read Secret {namespace}/{name}",
-                                               self._core.read_namespaced_secret, name, namespace))
-        except KubeNotFound:
-            return None
+        secret = await self._read(f"read Secret {namespace}/{name}", self._core.read_namespaced_secret, name, namespace)
+        return None if secret is None else self._plain(secret)
 
     async def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create a Secret; returns it as created. KubeAlreadyExists if the name is taken."""
@@ -172,11 +170,9 @@ class KubeClient:
     # --- the register of adopted and retained OVH users (a ConfigMap in the operator's namespace) -------
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self._plain(await self.call(f"read ConfigMap {namespace}/{name}",
-                                               self._core.read_namespaced_config_map, name, namespace))
-        except KubeNotFound:
-            return None
+        config_map = await self._read(f"read ConfigMap {namespace}/{name}", self._core.read_namespaced_config_map,
+                                      name, namespace)
+        return None if config_map is None else self._plain(config_map)
 
     async def create_config_map(self, namespace: str, body: dict[str, Any]) -> None:
         """KubeAlreadyExists if it exists (someone created it meanwhile)."""
@@ -224,12 +220,9 @@ class KubeClient:
     # --- the leader's Lease ------------------------------------------------------------------------
 
     async def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            lease = await self.call(f"read Lease {namespace}/{name}", self._coordination.read_namespaced_lease,
-                                    name, namespace)
-        except KubeNotFound:
-            return None
-        return self._plain(lease)
+        lease = await self._read(f"read Lease {namespace}/{name}", self._coordination.read_namespaced_lease,
+                                 name, namespace)
+        return None if lease is None else self._plain(lease)
 
     async def create_lease(self, namespace: str, body: dict[str, Any]) -> None:
         await self.call(f"create Lease {namespace}/{body['metadata']['name']}",
