@@ -8,7 +8,7 @@ from typing import Any
 
 from ovh_s3_operator.config import Settings
 
-from .manifests import Obj, find, one, validate
+from .manifests import Obj, base_rbac, find, grants, one, validate
 
 CHART_OWNED_SETTINGS = {"OVH_S3_OPERATOR_DEFAULT_ACCESS", "OVH_S3_OPERATOR_METRICS_PORT",
                         "OVH_S3_OPERATOR_LEADER_ELECTION", "OVH_S3_OPERATOR_LEADER_ELECTION_NAMESPACE",
@@ -106,3 +106,21 @@ def check_service_monitor(monitor: Obj, objects: list[Obj]) -> None:
 def canonical(rules: list[dict[str, Any]]) -> list[str]:
     """Rules in a comparable form: order of rules and of the items in them does not matter."""
     return sorted(json.dumps({key: sorted(value) for key, value in rule.items()}, sort_keys=True) for rule in rules)
+
+
+def check_split_by_namespace(roles: list[Obj]) -> dict[str, Obj]:
+    """Watching given namespaces: the operator's rules are split between a ClusterRole (what cannot be
+    namespaced) and a Role in each watched namespace, which together grant exactly what the cluster-wide
+    ClusterRole does, without overlap. Returns those Roles by namespace."""
+    [cluster_role] = [role for role in roles if role["kind"] == "ClusterRole"]
+    watched = {role["metadata"]["namespace"]: role for role in roles
+               if role["kind"] == "Role" and role["metadata"]["name"] == "ovh-s3-operator"}
+    reference = grants(one(base_rbac(), "ClusterRole", "ovh-s3-operator")["rules"])
+    cluster_wide = grants(cluster_role["rules"])
+    assert {resource for _, resource, _, _ in cluster_wide} == {
+        "ovhobjectstorageaccesspolicies", "ovhprojects", "ovhprojects/status", "namespaces",
+        "customresourcedefinitions"}
+    for role in watched.values():
+        assert cluster_wide | grants(role["rules"]) == reference
+        assert not cluster_wide & grants(role["rules"])
+    return watched

@@ -12,6 +12,7 @@ from .invariants import (
     canonical,
     check_objects_are_valid,
     check_pod_is_hardened,
+    check_split_by_namespace,
     container,
     env_names,
     plain_env,
@@ -72,16 +73,7 @@ def test_cluster_wide_grants_exactly_the_base_cluster_role() -> None:
 def test_namespaced_grants_namespaced_rights_only_in_the_watched_namespaces() -> None:
     objects = rendered("namespaced")
     roles = operator_roles(objects)
-    [cluster_role] = [role for role in roles if role["kind"] == "ClusterRole"]
-    watched = {role["metadata"]["namespace"]: role for role in roles
-               if role["kind"] == "Role" and role["metadata"]["name"] == "ovh-s3-operator"}
-    reference = grants(one(base_rbac(), "ClusterRole", "ovh-s3-operator")["rules"])
-    cluster_wide = grants(cluster_role["rules"])
-    assert {resource for _, resource, _, _ in cluster_wide} == {
-        "ovhobjectstorageaccesspolicies", "ovhprojects", "ovhprojects/status", "namespaces",
-        "customresourcedefinitions"}
-    for role in watched.values():
-        assert cluster_wide | grants(role["rules"]) == reference
+    watched = check_split_by_namespace(roles)
     # The Secrets of OVHProjects: read in the operator's namespace, and nowhere else.
     [credentials] = [role for role in roles if role["metadata"]["name"] == "ovh-s3-operator-credentials"]
     assert credentials["metadata"]["namespace"] == "ovh-s3-operator"
