@@ -356,10 +356,10 @@ class Controller:
         if outcome.released:
             self.forget(key)
             return
-        self.last_outcomes[key] = (outcome.ready, outcome.reason)
         if key not in self._seen:  # deleted while being reconciled
             self._memory.pop(key, None)
             return
+        self.last_outcomes[key] = (outcome.ready, outcome.reason)
         settings = self.settings
         if outcome.ready:
             self._ready_keys.add(key)
