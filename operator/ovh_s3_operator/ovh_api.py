@@ -129,8 +129,9 @@ def _token_failure(exc: ovh_errors.OAuth2FailureError, answer: requests.Response
     except ValueError:
         body = None
     code = body.get("error") if isinstance(body, dict) else None
-    detail = f"HTTP {status} {code}: {str(body.get('error_description') or '')[:200]}" if code else f"HTTP {status}"
-    return ovh_errors.OAuth2FailureError(f"the OAuth2 token endpoint refused the client ({detail.strip()})",
+    # The error code only (RFC 6749 §5.2: a fixed word such as invalid_client); the description is free text.
+    detail = f"HTTP {status} {code}" if isinstance(code, str) and code.replace("_", "").isalnum() else f"HTTP {status}"
+    return ovh_errors.OAuth2FailureError(f"the OAuth2 token endpoint refused the client ({detail})",
                                          response=answer)
 
 
