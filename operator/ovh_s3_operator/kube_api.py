@@ -31,7 +31,7 @@ from .errors import (
     KubernetesAPIError,
     ResourceGone,
 )
-from .model import GROUP, PLURAL, PROJECT_PLURAL, VERSION
+from .model import GROUP, PLURAL, PROJECT_PLURAL, VERSION, micro_time_now
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -242,9 +242,6 @@ class KubeClient:
         return str(namespace.metadata.uid) if namespace.metadata else None
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
 
 class EventRecorder:
     """Posts Kubernetes events in the background (implements :class:`.ports.Events`).
@@ -293,7 +290,7 @@ class EventRecorder:
         kind = "Warning" if warning else "Normal"
         meta = {"generateName": f"{regarding.get('name', 'object')}.", "namespace": namespace}
         if not self._use_core:
-            body = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": meta, "eventTime": _now(),
+            body = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": meta, "eventTime": micro_time_now(),
                     "reportingController": COMPONENT, "reportingInstance": self._instance[:128],
                     "action": reason, "reason": reason, "note": message[:1024], "type": kind,
                     "regarding": dict(regarding)}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,14 +23,12 @@ from typing import Any
 from . import metrics
 from .errors import KubeAlreadyExists, KubeConflict, KubeNotFound, KubernetesAPIError
 from .kube_api import KubeClient
+from .model import micro_time_now
 
 logger = logging.getLogger(__name__)
 
 LEASE_NAME = "ovh-s3-operator"
 
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector:
@@ -92,7 +89,7 @@ class LeaderElector:
         lease = await self._kube.read_lease(self._namespace, LEASE_NAME)
         now = self._clock()
         spec = {"holderIdentity": self.identity, "leaseDurationSeconds": max(1, round(self.duration)),
-                "acquireTime": _now(), "renewTime": _now(), "leaseTransitions": 0}
+                "acquireTime": micro_time_now(), "renewTime": micro_time_now(), "leaseTransitions": 0}
         if lease is None:
             try:
                 await self._kube.create_lease(self._namespace, {"metadata": {"name": LEASE_NAME}, "spec": spec})
@@ -124,7 +121,7 @@ class LeaderElector:
         lease = await self._kube.read_lease(self._namespace, LEASE_NAME)
         if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
             return
-        spec = {**lease["spec"], "holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": _now()}
+        spec = {**lease["spec"], "holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": micro_time_now()}
         await self._kube.replace_lease(self._namespace, LEASE_NAME, {
             "metadata": {"name": LEASE_NAME, "resourceVersion": lease["metadata"]["resourceVersion"]},
             "spec": spec})

@@ -108,7 +108,12 @@ class Project:
 
     @property
     def title(self) -> str:
-        return f"OVHProject {self.name}" if self.name else "the operator's own OVH project"
+        return project_title(self.name)
+
+
+def project_title(name: str | None) -> str:
+    """How messages name a project: an OVHProject, or the operator's own ("" or None)."""
+    return f"OVHProject {name}" if name else "the operator's own OVH project"
 
 
 class ProjectKube(Protocol):

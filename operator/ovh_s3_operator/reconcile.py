@@ -77,7 +77,7 @@ from .model import (
 from .ovh_api import GONE_STATUSES
 from .policy import canonical, compile_policy
 from .ports import OVH, Events, Kube, OVHUser, S3Credential
-from .projects import Projects
+from .projects import Projects, project_title
 from .registry import Entry, Holder, Registry
 from .secret_writer import ObservedSecret, Shape
 
@@ -314,8 +314,9 @@ async def _in_project(ctx: Context, resource: Resource, status: StatusWriter, wa
     recorded = status.status
     if recorded.user_may_exist and recorded.service_name is not None and (recorded.project or "") != wanted:
         raise OVHProjectChanged(
-            f"The OVH user was created in {_title(recorded.project)}, but spec.projectRef now says {_title(wanted)}; "
-            "the user stays where it is: set spec.projectRef back, or create a new resource for the other project")
+            f"The OVH user was created in {project_title(recorded.project)}, but spec.projectRef now says "
+            f"{project_title(wanted)}; the user stays where it is: set spec.projectRef back, or create a new "
+            "resource for the other project")
     project = await ctx.projects.resolve((resource.namespace, resource.name), wanted)
     service_name = await project.ovh.service_name()
     if recorded.user_may_exist and recorded.service_name not in (None, service_name):
@@ -346,10 +347,6 @@ async def _in_forbidden_project(ctx: Context, resource: Resource, status: Status
     except OperatorError:
         raise AccessDenied(denied) from None
     return project
-
-
-def _title(project: str | None) -> str:
-    return f"OVHProject {project}" if project else "the operator's own OVH project"
 
 
 def _first_verification(ctx: Context, resource: Resource, memory: Memory) -> None:
@@ -801,7 +798,7 @@ class KeyPlan:
     delete once it does."""
 
     access: str
-    secret: str | None
+    secret: str | None = field(repr=False)
     retire: list[tuple[str, str]] = field(default_factory=list)
     """Replaced keys whose grace period is over: (key, why)."""
     strays: list[str] = field(default_factory=list)
