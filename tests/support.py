@@ -52,3 +52,18 @@ def owner_uid(user: dict[str, Any]) -> str | None:
     """The resource uid in a user's marker, None if it has none."""
     match = _MARKER.match(user["description"])
     return match.group(1) if match else None
+
+
+def worst_case_spec(bucket_prefix: str) -> dict[str, Any]:
+    """A valid spec with every list at its maximum length and every string at its maximum size, as the
+    CRD allows (buckets named ``<bucket_prefix>…``, for a namespace allowed them and raw policies)."""
+    long = "a" * 256
+    condition = {operator: {key: [long] * 8 for key in ("s3:prefix", "s3:delimiter")}
+                 for operator in ("StringLike", "StringNotLike")}
+    statements = [{"Sid": "S" * 60 + f"{i:04d}", "Effect": "Allow", "Action": ["s3:GetObject"] * 11,
+                   "Resource": [f"arn:aws:s3:::{bucket_prefix}x/{long[:230]}"] * 8, "Condition": condition}
+                  for i in range(16)]
+    bucket = bucket_prefix + "b" * (63 - len(bucket_prefix))
+    return {"description": "d" * 200, "roles": ["objectstore_operator"], "region": "gra",
+            "grants": [{"bucket": bucket, "prefix": "p" * 256, "access": "readwrite"}] * 50,
+            "policy": {"Version": "2012-10-17", "Statement": statements}, "secret": {"name": "s" * 253}}

@@ -13,6 +13,7 @@ from ovh_s3_operator import orphans
 from ovh_s3_operator_sandbox.harness import until
 from ovh_s3_operator_sandbox.kube.server import KubeRequest
 
+from ..support import worst_case_spec
 from .conftest import Operator
 
 TEAM_A = {"namespaceSelector": {"matchLabels": {"team": "a"}},
@@ -146,27 +147,19 @@ async def test_a_resource_recreated_with_the_same_name_does_not_save_the_orphan(
     assert second["status"]["userId"] != first["status"]["userId"]
 
 
-def worst_case_spec() -> dict[str, Any]:
-    """Every list at its maximum length and every string at its maximum size, as the CRD allows."""
-    long = "a" * 256
-    condition = {f"StringLike{i}": {f"s3:prefix{j}": [long] * 8 for j in range(2)} for i in range(2)}
-    statement = {"Sid": "S" * 64, "Effect": "Allow", "Action": ["s3:GetObject"] * 11,
-                 "Resource": [f"arn:aws:s3:::team-a-x/{long[:230]}"] * 8, "Condition": condition}
-    return {"description": "d" * 200, "roles": ["objectstore_operator"] * 1, "region": "x" * 32,
-            "grants": [{"bucket": "b" * 63, "prefix": "p" * 256, "access": "readwrite"}] * 50,
-            "policy": {"Version": "2012-10-17", "Statement": [statement] * 16},
-            "secret": {"name": "s" * 253}}
-
-
-async def test_the_largest_spec_the_schema_allows_is_handled_and_deleted(tenants: Operator) -> None:
-    spec = worst_case_spec()
+async def test_the_largest_spec_the_schema_allows_is_handled_and_deleted() -> None:
+    spec = worst_case_spec("team-a-")
     applied = json.dumps({"apiVersion": "s3.ovh-operator.dev/v1alpha1", "kind": "OVHObjectStorageUser",
                           "metadata": {"name": "huge", "namespace": "team-a"}, "spec": spec})
-    tenants.create("huge", spec, annotations={"kubectl.kubernetes.io/last-applied-configuration": applied})
-    await tenants.wait_condition("huge", "False")  # a clear refusal, not a wedge
-    tenants.delete("huge")
-    await tenants.wait_gone("huge")
-    assert tenants.ovh.writes() == []
+    async with Operator(access={"team-a": {**TEAM_A, "allowRawPolicy": True}}, namespace="team-a") as op:
+        op.label_namespace("team-a", team="a")
+        uid = op.create("huge", spec, annotations={"kubectl.kubernetes.io/last-applied-configuration": applied})[
+            "metadata"]["uid"]
+        await op.assert_consistent(["huge"])  # every part of it reaches OVH and the Secret, nothing wedges
+        assert len(op.ovh_users(uid)[0]["policy"]) > 100_000
+        op.delete("huge")
+        await op.wait_gone("huge")
+        assert op.ovh_users(uid) == []
 
 
 async def test_deep_nesting_cannot_reach_the_operator(tenants: Operator) -> None:

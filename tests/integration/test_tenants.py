@@ -20,6 +20,7 @@ import requests
 from ovh_s3_operator_sandbox.policies import ALLOW_EVERYTHING
 from ovh_s3_operator_sandbox.stack import wait_for
 
+from ..support import worst_case_spec
 from .conftest import FAILED, World, running_world
 
 pytestmark = pytest.mark.integration
@@ -156,21 +157,16 @@ def test_a_deeply_nested_policy_never_reaches_the_operator(cluster: World) -> No
 
 
 def test_the_worst_case_spec_is_handled_and_deleted(cluster: World) -> None:
-    long = "a" * 256
-    condition = {f"StringLike{i}": {f"s3:prefix{j}": [long] * 8 for j in range(2)} for i in range(2)}
-    statement = {"Sid": "S" * 64, "Effect": "Allow", "Action": ["s3:GetObject"] * 11,
-                 "Resource": [f"arn:aws:s3:::team-b-x/{long[:230]}"] * 8, "Condition": condition}
-    spec = {"description": "d" * 200, "region": "x" * 32,
-            "grants": [{"bucket": "b" * 63, "prefix": "p" * 256, "access": "readwrite"}] * 50,
-            "policy": {"Version": "2012-10-17", "Statement": [statement] * 16}, "secret": {"name": "s" * 253}}
+    spec = worst_case_spec("team-b-")
     applied = json.dumps({"apiVersion": "s3.ovh-operator.dev/v1alpha1", "kind": "OVHObjectStorageUser",
                           "metadata": {"name": "huge", "namespace": "team-b"}, "spec": spec})
     cluster.create_body({"apiVersion": "s3.ovh-operator.dev/v1alpha1", "kind": "OVHObjectStorageUser",
                          "metadata": {"name": "huge", "namespace": "team-b", "annotations": {
                              "kubectl.kubernetes.io/last-applied-configuration": applied}}, "spec": spec})
-    cluster.wait_condition("huge", "False", namespace="team-b")  # a clear refusal, not a wedge
+    uid = cluster.wait_ready("huge", namespace="team-b")["metadata"]["uid"]  # handled in full, nothing wedges
     cluster.delete("huge", "team-b")
     cluster.wait_gone("huge", "team-b")
+    assert cluster.ovh_users(uid) == []
 
 
 def test_tightening_a_policy_shrinks_the_user(cluster: World) -> None:
