@@ -565,9 +565,10 @@ def test_finalizers_and_garbage_collection(
     secret_rv = core.read_namespaced_secret("kept", ns).metadata.resource_version
     ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": secret_rv}]
     assert http.request("PATCH", f"/api/v1/namespaces/{ns}/secrets/kept", ops, JSON_PATCH).status_code == 200
-    http.request("PATCH", osu_path(ns, "o"), {"metadata": {"finalizers": None}}, MERGE)
-    assert emulator.get_object(API_VERSION, PLURAL, ns, "o") is None
-    assert emulator.get_object("v1", "secrets", ns, "o-s3") is not None  # the collector comes later
+    with emulator.garbage_collector.hold():
+        http.request("PATCH", osu_path(ns, "o"), {"metadata": {"finalizers": None}}, MERGE)
+        assert emulator.get_object(API_VERSION, PLURAL, ns, "o") is None
+        assert emulator.get_object("v1", "secrets", ns, "o-s3") is not None  # the collector comes later
     wait_for(lambda: emulator.get_object("v1", "secrets", ns, "o-s3") is None, what="o-s3 collected")
     wait_for(lambda: emulator.get_object("v1", "secrets", ns, "kept") is None, what="kept collected")
 

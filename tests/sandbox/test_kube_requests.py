@@ -169,7 +169,8 @@ def test_garbage_collection_policies(kube: KubeEmulator, api: Client) -> None:
 
     # Background: the owner goes at once, the dependent later.
     dependent("b-dep", owner("b"))
-    assert api("DELETE", f"{configmaps}/b").status == 200 and exists(f"{SECRETS}/b-dep")
+    with kube.garbage_collector.hold():
+        assert api("DELETE", f"{configmaps}/b").status == 200 and exists(f"{SECRETS}/b-dep")
     _wait(lambda: not exists(f"{SECRETS}/b-dep"), "the background collection")
     # Foreground: the owner stays until its blocking dependent is gone.
     foreground = owner("f")

@@ -16,11 +16,13 @@ It runs beside the API, never inside a request: a worker thread acts on ownerRef
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ovh_s3_operator_sandbox.kube.model import ApiError, Obj, ResourceType
@@ -47,7 +49,7 @@ class GarbageCollector:
         self._counter = itertools.count()
         self._condition = threading.Condition()
         self._worker: threading.Thread | None = None
-        self._busy = 0
+        self._held = 0
 
     # ------------------------------------------------------------------------------- scheduling
 
@@ -73,10 +75,17 @@ class GarbageCollector:
                 self._worker.start()
             self._condition.notify()
 
-    @property
-    def idle(self) -> bool:
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Collect nothing meanwhile (for tests that look between a deletion and its collection)."""
         with self._condition:
-            return not self._queue and not self._busy
+            self._held += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._held -= 1
+                self._condition.notify()
 
     def _run(self) -> None:
         """Work until the queue stays empty for a second (a new item starts a new worker)."""
@@ -89,19 +98,15 @@ class GarbageCollector:
                         return
                 due, _, item = self._queue[0]
                 wait = due - time.monotonic()
-                if wait > 0:
-                    self._condition.wait(wait)
+                if wait > 0 or self._held:
+                    self._condition.wait(wait if wait > 0 else 0.05)
                     continue
                 heapq.heappop(self._queue)
-                self._busy += 1
             try:
                 with self._store.lock:
                     self._process(item)
             except Exception:
                 logger.exception("The garbage collector failed on %s", item)
-            finally:
-                with self._condition:
-                    self._busy -= 1
 
     # ------------------------------------------------------------------------------- the work
 
