@@ -38,6 +38,11 @@ def issued_secrets(snapshots: Iterable[dict[str, Any]]) -> list[str]:
     return [credential["secret"] for user in snapshots for credential in user["credentials"]]
 
 
+def secrets_of_every_project(ovh: Any) -> list[str]:
+    """Every S3 secret the users of every project of an OVH sandbox hold."""
+    return issued_secrets(user for project in ovh.projects.values() for user in project.users())
+
+
 def live_users(snapshots: Iterable[dict[str, Any]], uid: str | None = None) -> list[dict[str, Any]]:
     """The OVH sandbox's users not being deleted (all, or those carrying a resource's marker), their
     S3 secrets redacted."""

@@ -16,7 +16,7 @@ import pytest
 
 from ovh_s3_operator_sandbox.harness import InProcessOperator
 
-from ..support import credential_keys, issued_secrets, live_users, owner_uid, redacted
+from ..support import credential_keys, live_users, owner_uid, redacted, secrets_of_every_project
 
 
 class Operator(InProcessOperator):
@@ -28,7 +28,7 @@ class Operator(InProcessOperator):
 
     def secret_values(self, name: str, namespace: str | None = None) -> dict[str, str] | None:
         """The Secret's values, those holding an S3 secret redacted."""
-        return redacted(super().secret_values(name, namespace), issued_secrets(self.ovh.project.users()))
+        return redacted(super().secret_values(name, namespace), secrets_of_every_project(self.ovh))
 
     def calls(self, method: str, pattern: str) -> list[Any]:
         return [c for c in self.ovh.calls() if c.method == method and re.search(pattern, c.path)]

@@ -13,6 +13,7 @@ from ovh_s3_operator.registry import REGISTRY_NAME
 from ovh_s3_operator_sandbox.harness import until
 from ovh_s3_operator_sandbox.policies import ALLOW_EVERYTHING
 
+from ..support import live_users
 from .conftest import Operator
 
 ADOPTING = {"adopt": {**ALLOW_EVERYTHING["everything"], "allowAdoption": True, "allowRetain": True}}
@@ -42,8 +43,8 @@ def handmade(op: Operator, roles: tuple[str, ...] = ("objectstore_operator",)) -
 
 
 def user(op: Operator, user_id: int) -> dict[str, Any]:
-    found = op.ovh.project.user(user_id)
-    assert found is not None
+    """The OVH user, its S3 secrets redacted (assertions may print it)."""
+    [found] = [u for u in live_users(op.ovh.project.users()) if u["id"] == user_id]
     return found
 
 

@@ -19,7 +19,7 @@ from ovh_s3_operator_sandbox.ovh.server import DEFAULT_ROLES
 from ovh_s3_operator_sandbox.policies import ALLOW_EVERYTHING
 from ovh_s3_operator_sandbox.stack import OperatorProcess, SandboxStack
 
-from ..support import credential_keys, issued_secrets, live_users, owner_uid, redacted
+from ..support import credential_keys, live_users, owner_uid, redacted, secrets_of_every_project
 
 # Fast retries so that tests converge in seconds; each test may override.
 FAST = {
@@ -106,7 +106,7 @@ class World(SandboxClients):
 
     def secret_values(self, name: str, namespace: str | None = None) -> dict[str, str] | None:
         """The Secret's values, those holding an S3 secret redacted."""
-        return redacted(super().secret_values(name, namespace), issued_secrets(self.stack.ovh.project.users()))
+        return redacted(super().secret_values(name, namespace), secrets_of_every_project(self.stack.ovh))
 
 
 @contextlib.contextmanager
