@@ -377,7 +377,10 @@ async def _converge(ctx: Context, resource: Resource, status: StatusWriter, jour
                           memory, secret_name, spec.user_id)
         raise AccessDenied(f"spec.userId: namespace {resource.namespace} may not adopt existing OVH users. "
                            + allowance.source(resource.namespace))
-    if not verdict.allowed and not (recorded.user_id or recorded.user_requested_at):
+    # A spec that is not allowed goes on only to shrink a user the resource already has (what status says
+    # is checked against OVH further on; for an adopted user, the register is asked, not status).
+    if not verdict.allowed and not (await ctx.registry.holds_any(resource) if spec.user_id is not None
+                                    else recorded.user_id or recorded.user_requested_at):
         raise AccessDenied(denied)  # before anything is created in OVH
     if allowance.allows_project(wanted_project):
         ctx = await _in_project(ctx, resource, status, wanted_project)
@@ -623,6 +626,8 @@ async def _ensure_user(ctx: Context, resource: Resource, status: StatusWriter, s
     requested_age = ctx.age(recorded.user_requested_at)
     just_requested = requested_age is not None and requested_age < settings.creation_window
     user: OVHUser | None = None
+    look_up = requested_age is not None  # a creation may have been sent whose answer never came back
+    own: list[OVHUser] | None = None  # the users carrying the marker, once listed
     if recorded.user_id:
         fresh = memory.fresh_user == recorded.user_id
         sent = ctx.clock()
@@ -633,9 +638,12 @@ async def _ensure_user(ctx: Context, resource: Resource, status: StatusWriter, s
             journal.warn("UserNotOwned", f"status.userId names OVH user {found.id}, which does not carry this "
                                          "resource's marker; the operator ignores it and leaves it untouched")
             await status.record(user_id=None, username=None, access_key_id=None)
+            look_up = True  # status may have been rewritten: this resource may well have a user
         elif found is None and just_requested:
             return Outcome.waiting("UserNotReady", f"OVH does not show the new user {recorded.user_id} yet",
                                    settings.user_poll_interval)
+        elif (found is None or found.status in GONE_STATUSES) and (own := _own(await ctx.ovh.list_users(), marker)):
+            look_up = True  # status named a user that is not (or no longer) this resource's: the one that is
         elif found is None or found.status in GONE_STATUSES:
             metrics.DRIFT_REPAIRS.labels("user").inc()
             message = f"OVH user {recorded.user_id} was deleted outside the operator; creating a new user and key " \
@@ -644,13 +652,12 @@ async def _ensure_user(ctx: Context, resource: Resource, status: StatusWriter, s
             journal.warn("UserMissing", message)
             await status.record(user_id=None, username=None, access_key_id=None, user_requested_at=None)
             memory.forget_user()
-            requested_age, just_requested = None, False
+            requested_age, just_requested, look_up = None, False, False
         else:
             user = found
 
-    if user is None and requested_age is not None:
-        # A creation may have been sent whose answer never came back: look for the user by its marker.
-        own = _own(await ctx.ovh.list_users(), marker)
+    if user is None and look_up:  # look for the user by its marker
+        own = own if own is not None else _own(await ctx.ovh.list_users(), marker)
         if own:
             user = own[0]
             journal.note("UserAdopted", f"Adopted OVH user {user.id}, found by the marker in its description")
@@ -944,12 +951,17 @@ async def finalize(ctx: Context, resource: Resource, memory: Memory) -> Outcome:
         recorded = status.status
         if recorded.user_may_exist or _deletion_of(ctx, resource)[1] is not None:  # where the user is, if recorded
             where = (recorded.project or "") if recorded.service_name is not None else project_name(resource.spec)
+            allowance = ctx.access.allowance(resource.namespace)
+            if not (allowance.allows_project(where) and allowance.allows_project(project_name(resource.spec))):
+                # Nothing about a project the namespace may not use is looked up for it, nor told: the
+                # platform's orphan sweep deletes a user carrying the marker (and lets go of an adopted one).
+                journal.note("UserLeftToSweep", f"{project_title(where)} is not allowed in namespace "
+                                                f"{resource.namespace}: the orphan sweep removes the OVH user")
+                return await _release_finalizer(ctx, resource)
             ctx = await _in_project(ctx, resource, status, where)
         waiting = await _delete_users(ctx, resource, status, journal, memory)
         if waiting is None:
-            await ctx.kube.set_finalizers(resource.namespace, resource.name,
-                                          [f for f in resource.finalizers if f != FINALIZER], resource.resource_version)
-            return GONE
+            return await _release_finalizer(ctx, resource)
         outcome = waiting
     except ResourceGone:
         return GONE
@@ -966,6 +978,12 @@ async def finalize(ctx: Context, resource: Resource, memory: Memory) -> Outcome:
     except OperatorError:
         logger.warning("[%s] Could not record the Ready condition; will retry", resource.key)
     return outcome
+
+
+async def _release_finalizer(ctx: Context, resource: Resource) -> Outcome:
+    await ctx.kube.set_finalizers(resource.namespace, resource.name, [f for f in resource.finalizers if f != FINALIZER],
+                                  resource.resource_version)
+    return GONE
 
 
 def _deletion_of(ctx: Context, resource: Resource) -> tuple[DeletionPolicy | None, int | None]:

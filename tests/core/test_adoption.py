@@ -95,6 +95,24 @@ async def test_adoption_needs_an_access_policy_that_allows_it() -> None:
         assert op.ovh.writes() == [] and [c["access"] for c in user(op, user_id)["credentials"]] == [theirs]
 
 
+async def test_a_forged_status_opens_no_adoption_for_a_spec_that_is_not_allowed() -> None:
+    only_some = {"adopt": {**ADOPTING["adopt"], "buckets": [{"name": "ok-*", "maxAccess": "admin"}]}}
+    async with Operator(access=only_some) as op:
+        user_id, theirs = handmade(op)
+        op.create("grab", {"userId": user_id, "grants": [{"bucket": "ok-1", "access": "read"},
+                                                         {"bucket": "forbidden", "access": "read"}]})
+        await op.wait_condition("grab", "False", "AccessDenied")
+        assert op.app is not None
+        reconciles = op.app.controller.reconciles
+        op.patch("grab", {"status": {"userId": user_id}}, status=True)
+        op.patch("grab", {"metadata": {"annotations": {"poke": "1"}}})
+        await until(lambda: op.app is not None and op.app.controller.reconciles > reconciles, what="a reconcile")
+        await op.settle()
+        assert op.ready(op.get("grab"))["reason"] == "AccessDenied"  # type: ignore[index]
+        assert register(op) == {} and op.ovh.writes() == []
+        assert [c["access"] for c in user(op, user_id)["credentials"]] == [theirs]
+
+
 async def test_a_user_that_does_not_exist(op: Operator) -> None:
     op.create("adopter", {"userId": 424242})
     obj = await op.wait_condition("adopter", "False", "AdoptionRefused")

@@ -10,6 +10,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from ovh_s3_operator import orphans
+from ovh_s3_operator.model import FINALIZER
 from ovh_s3_operator_sandbox.harness import until
 from ovh_s3_operator_sandbox.ovh.model import OVHProject
 from ovh_s3_operator_sandbox.stack import OPERATOR_NAMESPACE
@@ -103,7 +104,8 @@ async def test_a_project_the_namespace_may_not_use_is_refused_before_any_call() 
     team_a = {**EVERYTHING, "namespaceSelector": {"matchLabels": {"team": "a"}}, "projects": ["team-a-*"]}
     async with Operator(access={"team-a": team_a}, namespace="team-a") as op:
         op.label_namespace("team-a", team="a")
-        op.add_ovh_project("team-b-prod")
+        second = op.ovh.add_project()
+        op.add_ovh_project("team-b-prod", service_name=second.service_name)
         op.add_ovh_project("team-a-prod")
         await op.wait_project("team-b-prod", "True")
         op.ovh.clear_calls()
@@ -133,6 +135,16 @@ async def test_a_project_the_namespace_may_not_use_is_refused_before_any_call() 
             assert "finalizers" not in obj["metadata"] and "serviceName" not in obj["status"]
         assert len(messages) == 1
         assert op.ovh.writes() == []
+
+        # Nor deleting, with the operator's finalizer put on by the tenant: the same answer, no call there.
+        second_calls = len([c for c in op.ovh.calls() if second.service_name in c.path])
+        for name in ("forger", "forger-missing"):
+            op.patch(name, {"metadata": {"finalizers": [FINALIZER]}})
+            op.patch(name, {"status": {"project": "team-b-prod", "serviceName": second.service_name}}, status=True)
+            op.delete(name)
+            await op.wait_gone(name)
+        await op.wait_events("UserLeftToSweep")
+        assert len([c for c in op.ovh.calls() if second.service_name in c.path]) == second_calls
 
         op.create("fine", {"projectRef": {"name": "team-a-prod"}})
         await op.wait_ready("fine")

@@ -123,3 +123,20 @@ async def test_a_forged_status_never_gets_a_spec_that_is_not_allowed_a_user(forg
         await op.settle()
         assert op.ovh.project.users() == [] and op.ovh.writes() == []
         assert op.secret("evil-s3") is None
+
+
+@pytest.mark.parametrize("forged", [999999, "victim"], ids=["missing-user", "another-users"])
+async def test_a_forged_user_id_never_makes_the_operator_create_another_user(op: Operator, forged: Any) -> None:
+    """Each forged status.userId would otherwise cost a new OVH user (and key), towards the project's quota."""
+    if forged == "victim":
+        op.create("victim", {})
+        forged = (await op.wait_ready("victim"))["status"]["userId"]
+    uid = op.create("app", {})["metadata"]["uid"]
+    [user_id] = [(await op.wait_ready("app"))["status"]["userId"]]
+    for attempt in range(3):
+        op.patch("app", {"status": {"userId": forged, "secretName": "elsewhere"}}, status=True)
+        op.patch("app", {"metadata": {"annotations": {"poke": str(attempt)}}})
+        await op.settle()
+        await until(lambda: op.get("app")["status"].get("userId") == user_id,  # type: ignore[index]
+                    what="status to name the resource's own user again")
+    assert [u["id"] for u in op.ovh_users(uid)] == [user_id]
