@@ -210,8 +210,6 @@ class Bench:
                 self.loop.run(stack.stop())
         out["speedup_vs_seed"] = round(out["seed_sequential_s"] / out["operator_matched_limits_s"], 1)
         out["speedup_vs_osam"] = round(out["osam_5_threads_s"] / out["operator_matched_limits_s"], 1)
-        chain = 4 * self.args.ovh_latency + self.args.activation
-        out["one_resource_chain_s"] = round(chain, 3)
         return out
 
     def one_resource(self) -> dict[str, Any]:
@@ -233,11 +231,12 @@ class Bench:
             self.loop.run(stack.stop())
 
     def _ready_one(self, stack: SandboxStack, name: str, started: float) -> float:
-        while True:
+        def ready() -> bool:
             obj = stack.kube.get_object(API_VERSION, PLURAL, "team-0", name)
-            if obj is not None and self.ready(obj):
-                return time.monotonic() - started
-            time.sleep(0.005)
+            return obj is not None and self.ready(obj)
+
+        wait_for(ready, 120, interval=0.005, what=f"{name} to be Ready")
+        return time.monotonic() - started
 
     def stand_ins(self) -> dict[str, Any]:
         stack = self.stack("alone", rate=None)

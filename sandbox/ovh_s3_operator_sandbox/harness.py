@@ -16,7 +16,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, cast
 
-import requests
 from kubernetes.client.exceptions import ApiException
 
 from ovh_s3_operator.access_policy import POLICY_PLURAL
@@ -93,9 +92,6 @@ class InProcessOperator(Objects):
             self.set_access_policy(name, spec)
         self.app: App | None = None
         self._feeds: list[tuple[Watcher, asyncio.Task[None]]] = []
-        self.accounts: list[OVHSandbox] = []
-        """More OVH accounts (:meth:`add_account`), reached in-process like :attr:`ovh`."""
-        self._session: requests.Session | None = None
 
     def settings(self, **overrides: Any) -> Settings:
         credentials = self.ovh.credentials
@@ -110,15 +106,6 @@ class InProcessOperator(Objects):
             **overrides,
         }
         return Settings(_env_file=None, **values)
-
-    def add_account(self, **options: Any) -> OVHSandbox:
-        """Another OVH account (its own sandbox, credentials and rate limit), reached in-process."""
-        account = OVHSandbox(**{"activation": 0.05, "deletion": 0.02, "access_rules": ACCESS_RULES,
-                                "name": f"ovh-sandbox-{len(self.accounts) + 2}", **options})
-        self.accounts.append(account)
-        if self._session is not None:
-            account.mount(self._session)
-        return account
 
     def add_ovh_project(self, name: str, account: OVHSandbox | None = None, *, service_name: str | None = None,
                         oauth2: bool = False, secret: str | None = None) -> dict[str, str]:
@@ -148,11 +135,8 @@ class InProcessOperator(Objects):
 
     async def start(self, **overrides: Any) -> App:
         """Start (or start again: a restart loses the operator's memory, as a new process would)."""
-        self._session = self.ovh.session()
-        for account in self.accounts:
-            account.mount(self._session)
         self.app = await App.start(self.settings(**overrides), api_client=self.operator_api,
-                                   ovh_session=self._session)
+                                   ovh_session=self.ovh.session())
         controller = self.app.controller
         self._subscribe(API_VERSION, PLURAL, None, controller.resource_event)
         self._subscribe(API_VERSION, POLICY_PLURAL, None, functools.partial(controller.access_event, "policy"))
@@ -210,9 +194,6 @@ class InProcessOperator(Objects):
         metadata["resourceVersion"] = existing["metadata"]["resourceVersion"]
         return dict(cast(Mapping[str, Any], self.custom.replace_cluster_custom_object(
             GROUP, VERSION, POLICY_PLURAL, name, body)))
-
-    def delete_access_policy(self, name: str) -> None:
-        self.custom.delete_cluster_custom_object(GROUP, VERSION, POLICY_PLURAL, name)
 
     def label_namespace(self, name: str, **labels: str) -> None:
         """Create a namespace, or set its labels."""

@@ -157,13 +157,10 @@ class GarbageCollector:
                     self._update(store.type_of(dependent), dependent, lambda o, kept=kept: _set_owners(o, kept))
             self._update(store.type_of(ref), ref, lambda o: _drop_finalizer(o, ORPHAN))
         elif FOREGROUND in finalizers:
-            blocking = False
             for dependent in store.dependents_of(uid):
                 obj = store.lookup(dependent)
                 if obj is None:
                     continue
-                references = [o for o in _meta(obj).get("ownerReferences") or () if o.get("uid") == uid]
-                blocking = blocking or any(o.get("blockOwnerDeletion") for o in references)
                 if not _meta(obj).get("deletionTimestamp"):
                     store.delete(store.type_of(dependent), dependent[1] or None, dependent[2],
                                  propagation="Foreground")
